@@ -1,0 +1,101 @@
+"""What the shell must do after a decision: the outputs of ``decide``.
+
+Effects are domain-level; :mod:`segue.service.outbox` turns them into wire
+messages that are written to the outbox in the same transaction as the state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from segue.engine.state import Job
+from segue.protocol.messages import ErrorInfo, JobStatus
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DispatchStep:
+    """Send a task for one attempt to the workers serving ``queue``."""
+
+    job_id: UUID
+    workflow: str
+    step: str
+    queue: str
+    attempt: int
+    attempt_id: UUID
+    priority: int
+    params: JsonObject
+    inputs: JsonObject
+    heartbeat_s: float | None
+    timeout_s: float | None
+
+
+@dataclass(frozen=True)
+class StopAttempt:
+    """Tell the worker running an attempt to stop (cancel, timeout)."""
+
+    job_id: UUID
+    attempt_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True)
+class NotifyStatus:
+    """Tell followers of the job that its status or current step changed."""
+
+    job_id: UUID
+    status: JobStatus
+    step: str | None
+
+
+@dataclass(frozen=True)
+class NotifyProgress:
+    """Tell followers of the job about a step's progress."""
+
+    job_id: UUID
+    step: str
+    fraction: float
+    message: str
+
+
+@dataclass(frozen=True)
+class NotifyResult:
+    """Tell followers the job ended; emitted exactly once per run of a job."""
+
+    job_id: UUID
+    status: JobStatus
+    output: JsonObject | None = None
+    error: ErrorInfo | None = None
+
+
+Effect = DispatchStep | StopAttempt | NotifyStatus | NotifyProgress | NotifyResult
+
+
+@dataclass(frozen=True)
+class Record:
+    """One entry for the job's append-only history (``type`` is past tense)."""
+
+    type: str
+    data: JsonObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of applying one event to one job.
+
+    - ``job``: the new state (None only when a submission was rejected).
+    - ``effects``: messages to send, in order, after the state is committed.
+    - ``records``: history entries to append.
+    - ``rejected``: why an invalid submission was refused (nothing is stored).
+    - ``ignored``: why a stale or duplicate event changed nothing (it is still
+      recorded in ``records`` so the history explains it).
+    """
+
+    job: Job | None = None
+    effects: tuple[Effect, ...] = ()
+    records: tuple[Record, ...] = ()
+    rejected: str | None = None
+    ignored: str | None = None

@@ -1,0 +1,94 @@
+"""What can happen to a job: the inputs of :func:`segue.engine.machine.decide`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from segue.protocol.messages import ErrorInfo
+from segue.workflows.model import Workflow
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobSubmitted:
+    """A client submitted a job. ``params`` are raw: the engine validates them."""
+
+    job_id: UUID
+    workflow: Workflow
+    workflow_hash: str
+    params: JsonObject
+    priority: int = 5
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    """A worker started an attempt (``redelivered``: the broker delivered it before)."""
+
+    attempt_id: UUID
+    worker_id: str = ""
+    redelivered: bool = False
+
+
+@dataclass(frozen=True)
+class StepProgressed:
+    """A worker reported progress of an attempt."""
+
+    attempt_id: UUID
+    fraction: float
+    message: str = ""
+    worker_id: str = ""
+
+
+@dataclass(frozen=True)
+class StepHeartbeat:
+    """A worker said an attempt is still running."""
+
+    attempt_id: UUID
+    worker_id: str = ""
+
+
+@dataclass(frozen=True)
+class StepSucceeded:
+    """An attempt's handler returned ``output``."""
+
+    attempt_id: UUID
+    output: JsonObject = field(default_factory=dict)
+    worker_id: str = ""
+
+
+@dataclass(frozen=True)
+class StepFailed:
+    """An attempt's handler raised (``retryable=False``: never retry it)."""
+
+    attempt_id: UUID
+    error: ErrorInfo
+    retryable: bool = True
+    worker_id: str = ""
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    """A client asked to cancel the job."""
+
+    reason: str = "cancelled by client"
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    """The sweeper found the job's wake-up time due: handle every deadline passed."""
+
+
+Event = (
+    JobSubmitted
+    | StepStarted
+    | StepProgressed
+    | StepHeartbeat
+    | StepSucceeded
+    | StepFailed
+    | CancelRequested
+    | TimerFired
+)

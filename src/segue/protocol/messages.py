@@ -1,0 +1,339 @@
+"""Pydantic models of every message body Segue sends or receives.
+
+Each body is a JSON object with ``type`` (which model) and ``schema_version``.
+Models are frozen and reject unknown fields, so a typo in a producer is an
+error at the consumer instead of silently dropped data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from segue.protocol.names import MAX_PRIORITY
+
+SCHEMA_VERSION = 1
+JsonObject = dict[str, Any]
+
+
+class JobStatus(StrEnum):
+    """Lifecycle of a job."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job can no longer change."""
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class AttemptStatus(StrEnum):
+    """Lifecycle of one attempt at running a step."""
+
+    SCHEDULED = "scheduled"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the attempt is over."""
+        return self not in (
+            AttemptStatus.SCHEDULED,
+            AttemptStatus.DISPATCHED,
+            AttemptStatus.RUNNING,
+        )
+
+
+class Message(BaseModel):
+    """Base of every message body."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+
+
+class ErrorInfo(BaseModel):
+    """Why something failed, as told to users."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str = Field(description="error class: a handler's exception type, or a Segue reason")
+    message: str
+    step: str | None = None
+    details: str | None = Field(default=None, description="e.g. a traceback, truncated")
+
+
+# --- commands: clients -> orchestrator -------------------------------------------------
+
+
+class SubmitJob(Message):
+    """Start a job. Submitting the same ``job_id`` twice yields one job."""
+
+    type: Literal["submit_job"] = "submit_job"
+    job_id: UUID
+    workflow: str = Field(min_length=1, max_length=200)
+    params: JsonObject = Field(default_factory=dict)
+    priority: int = Field(default=5, ge=0, le=MAX_PRIORITY)
+    reference: str | None = Field(default=None, max_length=500)
+
+
+class CancelJob(Message):
+    """Ask for a job to end ``cancelled``."""
+
+    type: Literal["cancel_job"] = "cancel_job"
+    job_id: UUID
+    reason: str = Field(default="cancelled by client", max_length=1000)
+
+
+class GetJob(Message):
+    """Query a job's current state and history; answered on ``reply_to``."""
+
+    type: Literal["get_job"] = "get_job"
+    job_id: UUID
+    include_history: bool = True
+
+
+class ListWorkflows(Message):
+    """Query the workflows this orchestrator runs; answered on ``reply_to``."""
+
+    type: Literal["list_workflows"] = "list_workflows"
+
+
+Command = Annotated[
+    SubmitJob | CancelJob | GetJob | ListWorkflows,
+    Field(discriminator="type"),
+]
+
+
+# --- events: workers -> orchestrator ---------------------------------------------------
+
+
+class WorkerEvent(Message):
+    """Fields every worker event carries: which attempt it is about."""
+
+    job_id: UUID
+    attempt_id: UUID
+    worker_id: str = Field(default="", max_length=200)
+    sent_at: datetime | None = None
+
+
+class StepStarted(WorkerEvent):
+    """A worker took the task and is about to run the handler."""
+
+    type: Literal["step_started"] = "step_started"
+    redelivered: bool = Field(
+        default=False, description="the broker had delivered this task before"
+    )
+
+
+class StepProgressed(WorkerEvent):
+    """The handler reported progress."""
+
+    type: Literal["step_progress"] = "step_progress"
+    fraction: float = Field(ge=0.0, le=1.0)
+    message: str = Field(default="", max_length=2000)
+
+
+class StepHeartbeat(WorkerEvent):
+    """The handler is still running."""
+
+    type: Literal["step_heartbeat"] = "step_heartbeat"
+
+
+class StepSucceeded(WorkerEvent):
+    """The handler returned; ``output`` is what it returned."""
+
+    type: Literal["step_succeeded"] = "step_succeeded"
+    output: JsonObject = Field(default_factory=dict)
+
+
+class StepFailed(WorkerEvent):
+    """The handler raised, or the worker refused the task."""
+
+    type: Literal["step_failed"] = "step_failed"
+    error: ErrorInfo
+    retryable: bool = True
+
+
+Event = Annotated[
+    StepStarted | StepProgressed | StepHeartbeat | StepSucceeded | StepFailed,
+    Field(discriminator="type"),
+]
+
+
+# --- orchestrator -> workers -----------------------------------------------------------
+
+
+class StepTask(Message):
+    """One attempt at one step of one job."""
+
+    type: Literal["step_task"] = "step_task"
+    job_id: UUID
+    workflow: str
+    step: str
+    queue: str
+    attempt: int = Field(ge=1)
+    attempt_id: UUID
+    params: JsonObject = Field(default_factory=dict)
+    inputs: JsonObject = Field(
+        default_factory=dict, description="outputs of earlier steps, by step name"
+    )
+    heartbeat_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class CancelAttempt(Message):
+    """Tell the worker running ``attempt_id`` to stop."""
+
+    type: Literal["cancel_attempt"] = "cancel_attempt"
+    job_id: UUID
+    attempt_id: UUID
+    reason: str
+
+
+# --- orchestrator -> clients -----------------------------------------------------------
+
+
+class JobStatusChanged(Message):
+    """A job changed status or moved to another step."""
+
+    type: Literal["job_status"] = "job_status"
+    job_id: UUID
+    status: JobStatus
+    step: str | None = None
+    at: datetime
+
+
+class JobProgressed(Message):
+    """A running step reported progress."""
+
+    type: Literal["job_progress"] = "job_progress"
+    job_id: UUID
+    step: str
+    fraction: float = Field(ge=0.0, le=1.0)
+    message: str = ""
+    at: datetime
+
+
+class JobFinished(Message):
+    """The job reached a terminal status; sent once per run of a job."""
+
+    type: Literal["job_result"] = "job_result"
+    job_id: UUID
+    status: JobStatus
+    output: JsonObject | None = None
+    error: ErrorInfo | None = None
+    at: datetime
+
+
+Update = Annotated[
+    JobStatusChanged | JobProgressed | JobFinished,
+    Field(discriminator="type"),
+]
+
+
+# --- query replies ---------------------------------------------------------------------
+
+
+class AttemptView(BaseModel):
+    """One step attempt as shown to users."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempt_id: UUID
+    step: str
+    number: int
+    status: AttemptStatus
+    worker_id: str | None = None
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    error: ErrorInfo | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One row of a job's append-only history."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int
+    type: str
+    at: datetime
+    data: JsonObject = Field(default_factory=dict)
+
+
+class JobView(BaseModel):
+    """A job's state as stored by the orchestrator."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: UUID
+    workflow: str
+    workflow_version: str
+    workflow_hash: str
+    status: JobStatus
+    priority: int
+    reference: str | None
+    params: JsonObject
+    current_step: str | None
+    outputs: JsonObject
+    error: ErrorInfo | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    attempts: list[AttemptView] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+
+class JobReply(Message):
+    """Answer to :class:`GetJob`; ``job`` is None when no such job exists."""
+
+    type: Literal["job_reply"] = "job_reply"
+    job_id: UUID
+    job: JobView | None
+
+
+class WorkflowInfo(BaseModel):
+    """A workflow as offered to clients, with its parameters' JSON Schema."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str
+    version: str
+    content_hash: str
+    steps: list[str]
+    parameters_schema: JsonObject
+
+
+class WorkflowsReply(Message):
+    """Answer to :class:`ListWorkflows`."""
+
+    type: Literal["workflows_reply"] = "workflows_reply"
+    workflows: list[WorkflowInfo]
+
+
+class ErrorReply(Message):
+    """Answer to a query that could not be served."""
+
+    type: Literal["error_reply"] = "error_reply"
+    error: ErrorInfo
+
+
+Reply = Annotated[JobReply | WorkflowsReply | ErrorReply, Field(discriminator="type")]
