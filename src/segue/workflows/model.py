@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from segue.protocol.names import QUEUE_NAME_PATTERN
 
-NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$"
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,99}$"
 VAR_PATTERN = (
     r"^(params\.[A-Za-z_][A-Za-z0-9_]*|outputs\.[A-Za-z][A-Za-z0-9_.-]*(\.[A-Za-z0-9_]+)*)$"
 )
