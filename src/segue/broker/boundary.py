@@ -1,0 +1,139 @@
+"""The one consume boundary: every incoming message ends here as exactly one of
+ack, dead-letter (with the reason in its headers) or requeue, logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from segue.broker.publisher import ConfirmedPublisher, Outgoing
+
+REASON_HEADER = "x-segue-reason"
+SOURCE_QUEUE_HEADER = "x-segue-source-queue"
+MAX_REASON_CHARS = 2000
+
+
+class Verdict(StrEnum):
+    """What becomes of a handled message."""
+
+    ACK = "ack"
+    DEAD_LETTER = "dead_letter"
+    REQUEUE = "requeue"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A handler's verdict on one message, with what to log about it."""
+
+    verdict: Verdict
+    reason: str = ""
+    event: str = "message_handled"
+
+    @classmethod
+    def ack(cls, event: str = "message_handled", reason: str = "") -> Outcome:
+        """The message was applied (or deliberately ignored)."""
+        return cls(Verdict.ACK, reason, event)
+
+    @classmethod
+    def dead(cls, reason: str) -> Outcome:
+        """The message can never be applied: park it with ``reason``."""
+        return cls(Verdict.DEAD_LETTER, reason, "message_dead_lettered")
+
+
+Handler = Callable[[AbstractIncomingMessage], Awaitable[Outcome]]
+Callback = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+class ConsumeBoundary:
+    """Runs a handler on a message and settles the message from its outcome.
+
+    A handler exception never escapes: the message is requeued after
+    ``retry_delay_s`` (the failure is transient, e.g. the database restarting),
+    so a consumer never dies and nothing is lost.
+    """
+
+    def __init__(
+        self,
+        publisher: ConfirmedPublisher,
+        dead_exchange: str,
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        self._publisher = publisher
+        self._dead_exchange = dead_exchange
+        self._retry_delay_s = retry_delay_s
+        self._log = structlog.get_logger("segue.consumer")
+
+    def wrap(self, queue_name: str, handler: Handler) -> Callback:
+        """A consumer callback for ``queue_name`` running ``handler`` inside the boundary."""
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await self.settle(queue_name, message, handler)
+
+        return on_message
+
+    async def settle(
+        self, queue_name: str, message: AbstractIncomingMessage, handler: Handler
+    ) -> None:
+        """Handle one message and ack, dead-letter or requeue it."""
+        with structlog.contextvars.bound_contextvars(
+            queue=queue_name, message_id=message.message_id, redelivered=message.redelivered
+        ):
+            try:
+                outcome = await handler(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                outcome = Outcome(Verdict.REQUEUE, f"{type(exc).__name__}: {exc}", "handler_error")
+                self._log.exception("handler_error", error=outcome.reason)
+                await asyncio.sleep(self._retry_delay_s)
+            else:
+                self._log_outcome(outcome)
+            await self._apply(queue_name, message, outcome)
+
+    async def _apply(
+        self, queue_name: str, message: AbstractIncomingMessage, outcome: Outcome
+    ) -> None:
+        if outcome.verdict is Verdict.DEAD_LETTER:
+            try:
+                await self._publish_dead(queue_name, message, outcome.reason)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log.exception("dead_letter_failed")
+                await message.nack(requeue=True)
+                return
+            await message.ack()
+        elif outcome.verdict is Verdict.REQUEUE:
+            await message.nack(requeue=True)
+        else:
+            await message.ack()
+
+    async def _publish_dead(
+        self, queue_name: str, message: AbstractIncomingMessage, reason: str
+    ) -> None:
+        headers = {str(k): str(v) for k, v in (message.headers or {}).items()}
+        headers[REASON_HEADER] = reason[:MAX_REASON_CHARS]
+        headers[SOURCE_QUEUE_HEADER] = queue_name
+        await self._publisher.publish(
+            Outgoing(
+                exchange=self._dead_exchange,
+                routing_key=queue_name,
+                body=message.body,
+                message_id=message.message_id,
+                headers=headers,
+            )
+        )
+
+    def _log_outcome(self, outcome: Outcome) -> None:
+        if outcome.verdict is Verdict.DEAD_LETTER:
+            self._log.warning(outcome.event, reason=outcome.reason)
+        elif outcome.reason:
+            self._log.info(outcome.event, reason=outcome.reason)
+        else:
+            self._log.info(outcome.event)
