@@ -68,6 +68,7 @@ class ConsumeBoundary:
         self._dead_exchange = dead_exchange
         self._retry_delay_s = retry_delay_s
         self._log = structlog.get_logger("segue.consumer")
+        self._in_flight: set[asyncio.Task[object]] = set()
 
     def wrap(self, queue_name: str, handler: Handler) -> Callback:
         """A consumer callback for ``queue_name`` running ``handler`` inside the boundary."""
@@ -81,6 +82,10 @@ class ConsumeBoundary:
         self, queue_name: str, message: AbstractIncomingMessage, handler: Handler
     ) -> None:
         """Handle one message and ack, dead-letter or requeue it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
         with structlog.contextvars.bound_contextvars(
             queue=queue_name, message_id=message.message_id, redelivered=message.redelivered
         ):
@@ -95,6 +100,14 @@ class ConsumeBoundary:
             else:
                 self._log_outcome(outcome)
             await self._apply(queue_name, message, outcome)
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for messages being handled; returns how many remain."""
+        pending = {task for task in self._in_flight if task is not asyncio.current_task()}
+        if not pending:
+            return 0
+        _, still_running = await asyncio.wait(pending, timeout=timeout_s)
+        return len(still_running)
 
     async def _apply(
         self, queue_name: str, message: AbstractIncomingMessage, outcome: Outcome

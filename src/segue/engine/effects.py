@@ -86,7 +86,8 @@ class Record:
 class Decision:
     """The outcome of applying one event to one job.
 
-    - ``job``: the new state (None only when a submission was rejected).
+    - ``job``: the new state (None when a submission was rejected, or when an
+      event names a job that does not exist: then there is nothing to store).
     - ``effects``: messages to send, in order, after the state is committed.
     - ``records``: history entries to append.
     - ``rejected``: why an invalid submission was refused (nothing is stored).

@@ -8,20 +8,41 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 
 from segue.protocol.names import QUEUE_NAME_PATTERN
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,99}$"
 VAR_PATTERN = (
-    r"^(params\.[A-Za-z_][A-Za-z0-9_]*|outputs\.[A-Za-z][A-Za-z0-9_.-]*(\.[A-Za-z0-9_]+)*)$"
+    r"^(params\.[A-Za-z_][A-Za-z0-9_]*|outputs\.[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+)$"
 )
+"""``params.<name>`` or ``outputs.<step>.<key>[.<key>...]``."""
+
+UNION_TAGS = frozenset(
+    {"string", "boolean", "integer", "float"}  # Parameter, by its ``type``
+    | {"comparison", "all_of", "any_of", "negation", "existence"}  # Condition
+    | {"step_name", "switch"}  # Step.next
+)
+"""Tags of the tagged unions below. Pydantic puts them in error locations, where they
+are not keys of the file; no field is named like one, so a loader can drop them."""
 
 
 class Strict(BaseModel):
-    """Frozen model that rejects unknown keys (a typo in the file is an error)."""
+    """Frozen model that rejects unknown keys (a typo in the file is an error).
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    Validation is strict: ``"10"`` is not an integer and ``"yes"`` is not a boolean
+    (an integer is still accepted where a float is expected).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, strict=True)
 
 
 # --- parameters ------------------------------------------------------------------------
@@ -30,9 +51,12 @@ class Strict(BaseModel):
 class ParameterBase(Strict):
     """Fields shared by every parameter type."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-    title: str | None = None
-    description: str | None = None
+    name: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$",
+        description="the key of the parameter in a job's params; ``params.<name>`` in conditions",
+    )
+    title: str | None = Field(default=None, description="short label a UI shows")
+    description: str | None = Field(default=None, description="help text a UI shows")
     required: bool = Field(
         default=False, description="the submitter must give a value (no default applies)"
     )
@@ -41,8 +65,8 @@ class ParameterBase(Strict):
 class EnumOption(Strict):
     """One allowed value of a string parameter, with the label a UI shows."""
 
-    value: str
-    label: str | None = None
+    value: str = Field(description="the value a job's params carry")
+    label: str | None = Field(default=None, description="what a UI shows for the value")
 
 
 class StringParameter(ParameterBase):
@@ -92,11 +116,36 @@ ComparisonOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
 
 
 class Comparison(Strict):
-    """``var op value``, e.g. ``{"var": "params.horizon", "op": ">=", "value": 10}``."""
+    """``var op value``, e.g. ``{"var": "params.horizon", "op": ">=", "value": 10}``.
 
-    var: str = Field(pattern=VAR_PATTERN)
+    A missing variable, or values of different kinds under ``<``/``<=``/``>``/``>=``,
+    make the comparison false. ``in`` is true when the variable equals an item of
+    ``value`` (a list).
+    """
+
+    var: str = Field(
+        pattern=VAR_PATTERN,
+        description="params.<name> or outputs.<step>.<key>[.<key>...]",
+    )
     op: ComparisonOp
-    value: Any
+    value: Any = Field(
+        description="a list for 'in'; a number or string for <, <=, >, >=; any JSON value "
+        "for == and !="
+    )
+
+    @field_validator("value")
+    @classmethod
+    def _value_fits_op(cls, value: Any, info: ValidationInfo) -> Any:
+        """Reject a value the operator can never match (e.g. ``in`` with a string)."""
+        op = info.data.get("op")
+        if op == "in" and not isinstance(value, list):
+            raise ValueError("the value of 'in' must be a list")
+        ordered = isinstance(value, str) or (
+            isinstance(value, int | float) and not isinstance(value, bool)
+        )
+        if op in ("<", "<=", ">", ">=") and not ordered:
+            raise ValueError(f"the value of {op!r} must be a number or a string")
+        return value
 
 
 class AllOf(Strict):
@@ -120,24 +169,77 @@ class Not(Strict):
 class Exists(Strict):
     """True when the variable is present (and not null)."""
 
-    exists: str = Field(pattern=VAR_PATTERN)
+    exists: str = Field(
+        pattern=VAR_PATTERN,
+        description="params.<name> or outputs.<step>.<key>[.<key>...]",
+    )
 
 
-Condition = Comparison | AllOf | AnyOf | Not | Exists
+_CONDITION_KINDS: tuple[tuple[str, str, type[Strict]], ...] = (
+    ("var", "comparison", Comparison),
+    ("all", "all_of", AllOf),
+    ("any", "any_of", AnyOf),
+    ("not", "negation", Not),
+    ("exists", "existence", Exists),
+)
+
+
+def _condition_tag(value: Any) -> str | None:
+    """Which kind of condition ``value`` is: by its key in a file, by its class in code."""
+    for key, tag, cls in _CONDITION_KINDS:
+        if (isinstance(value, dict) and key in value) or isinstance(value, cls):
+            return tag
+    return None
+
+
+Condition = Annotated[
+    Annotated[Comparison, Tag("comparison")]
+    | Annotated[AllOf, Tag("all_of")]
+    | Annotated[AnyOf, Tag("any_of")]
+    | Annotated[Not, Tag("negation")]
+    | Annotated[Exists, Tag("existence")],
+    Discriminator(
+        _condition_tag,
+        custom_error_type="condition_kind",
+        custom_error_message="a condition is an object with one of the keys "
+        "'var', 'all', 'any', 'not' or 'exists'",
+    ),
+]
 
 
 class Branch(Strict):
     """Go to ``goto`` when ``when`` holds; ``goto: null`` ends the workflow."""
 
     when: Condition
-    goto: str | None
+    goto: str | None = Field(description="the step to run next; null ends the workflow")
 
 
 class Switch(Strict):
     """The first branch whose condition holds wins; otherwise ``default``."""
 
     branches: list[Branch] = Field(min_length=1)
-    default: str | None = None
+    default: str | None = Field(
+        default=None, description="the step when no branch holds; null ends the workflow"
+    )
+
+
+def _next_tag(value: Any) -> str | None:
+    """Whether ``next`` names a step or holds a switch."""
+    if isinstance(value, str):
+        return "step_name"
+    if isinstance(value, dict | Switch):
+        return "switch"
+    return None
+
+
+Next = Annotated[
+    Annotated[str, Tag("step_name")] | Annotated[Switch, Tag("switch")],
+    Discriminator(
+        _next_tag,
+        custom_error_type="next_kind",
+        custom_error_message="next is a step name, a switch object or null",
+    ),
+]
 
 
 # --- steps and workflows ---------------------------------------------------------------
@@ -159,8 +261,11 @@ class RetryPolicy(Strict):
 class Step(Strict):
     """One unit of work, run by a worker serving ``queue``."""
 
-    name: str = Field(pattern=NAME_PATTERN)
-    queue: str = Field(pattern=QUEUE_NAME_PATTERN.pattern)
+    name: str = Field(pattern=NAME_PATTERN, description="unique within the workflow")
+    queue: str = Field(
+        pattern=QUEUE_NAME_PATTERN.pattern,
+        description="the task type; workers serving it run this step",
+    )
     description: str = ""
     timeout_s: float | None = Field(default=None, gt=0, description="max run time of one attempt")
     heartbeat_s: float | None = Field(
@@ -171,7 +276,7 @@ class Step(Strict):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     max_crashes: int = Field(default=3, ge=1, description="lost attempts before the job fails")
-    next: str | Switch | None = Field(
+    next: Next | None = Field(
         default=None, description="the next step, a switch over conditions, or null (the end)"
     )
     on_failure: str | None = Field(
@@ -182,12 +287,19 @@ class Step(Strict):
 class Workflow(Strict):
     """A named, versioned sequence of steps with typed parameters."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, description="what clients submit jobs for")
     description: str = ""
-    version: str = Field(default="1", min_length=1, max_length=50)
+    version: str = Field(
+        default="1",
+        min_length=1,
+        max_length=50,
+        description="recorded with each job, with the definition's content hash",
+    )
     timeout_s: float | None = Field(default=None, gt=0, description="max life time of a job")
-    parameters: list[Parameter] = Field(default_factory=list)
-    steps: list[Step] = Field(min_length=1)
+    parameters: list[Parameter] = Field(
+        default_factory=list, description="what a job's params may hold"
+    )
+    steps: list[Step] = Field(min_length=1, description="the first step is where a job starts")
 
     @property
     def first_step(self) -> Step:
@@ -205,7 +317,9 @@ class Workflow(Strict):
 class WorkflowFile(Strict):
     """The whole ``workflow_config.json``."""
 
-    schema_: str | None = Field(default=None, alias="$schema")
+    schema_: str | None = Field(
+        default=None, alias="$schema", description="where editors find this file's schema"
+    )
     format_version: Literal[1] = 1
     workflows: list[Workflow] = Field(min_length=1)
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every check: install, lint, typecheck, unit tests, integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+ci/setup.sh
+ci/services.sh
+ci/lint.sh
+ci/typecheck.sh
+ci/unit.sh
+ci/integration.sh
+echo "all checks passed in $(( $(date +%s) - start ))s"

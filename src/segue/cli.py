@@ -1,0 +1,226 @@
+"""The ``segue`` command: run the orchestrator and workers, manage the database,
+check workflow files, and submit, follow and cancel jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from uuid import UUID
+
+import typer
+from rich.console import Console
+
+from segue.errors import SegueError
+from segue.logs import configure_logging
+from segue.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from segue.client import SegueClient
+
+T = TypeVar("T")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
+worker_app = typer.Typer(no_args_is_help=True, help="Run workers written with the SDK.")
+workflows_app = typer.Typer(no_args_is_help=True, help="Inspect and check workflow definitions.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Inspect and control jobs.")
+protocol_app = typer.Typer(no_args_is_help=True, help="The message protocol.")
+app.add_typer(db_app, name="db")
+app.add_typer(worker_app, name="worker")
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(protocol_app, name="protocol")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def main() -> None:
+    """Entry point of the ``segue`` console script."""
+    app()
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SegueError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except SegueError as exc:
+        _fail(str(exc))
+
+
+# --- service ---------------------------------------------------------------------------
+
+
+@app.command()
+def serve() -> None:
+    """Run the orchestrator until SIGTERM/SIGINT (settings from SEGUE_* variables)."""
+    from segue.service.app import run_service
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def serve_until_signalled() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_service(settings, stop)
+
+    _run(serve_until_signalled())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database if it is missing and apply all migrations."""
+    from segue.store.migrate import upgrade_database
+
+    settings = _settings()
+    try:
+        upgrade_database(settings.database_url)
+    except SegueError as exc:
+        _fail(str(exc))
+    Console().print("database is up to date")
+
+
+@worker_app.command("run")
+def worker_run(
+    target: Annotated[str, typer.Argument(help="MODULE:ATTR, a Worker or a factory of one")],
+) -> None:
+    """Run a worker until SIGTERM/SIGINT."""
+    from segue.worker.runner import run_worker
+
+    configure_logging()
+    try:
+        run_worker(target)
+    except SegueError as exc:
+        _fail(str(exc))
+
+
+# --- workflows -------------------------------------------------------------------------
+
+
+@workflows_app.command("check")
+def workflows_check(
+    path: Annotated[Path, typer.Argument(help="A workflow_config.json to lint")],
+) -> None:
+    """Exit 0 if the file is valid, else 1 with each problem (JSON path: reason)."""
+    from segue.workflows.loader import WorkflowConfigError, load_workflows
+
+    try:
+        catalog = load_workflows(path)
+    except WorkflowConfigError as exc:
+        _fail(str(exc))
+    Console().print(f"{path}: ok ({len(catalog)} workflows: {', '.join(catalog.names)})")
+
+
+@workflows_app.command("list")
+def workflows_list(
+    as_json: JsonFlag = False,
+    file: Annotated[
+        Path | None, typer.Option(help="Read this file instead of asking the orchestrator")
+    ] = None,
+) -> None:
+    """List the workflows the orchestrator runs, with their parameters."""
+    from segue.cli_views import print_workflows, workflow_infos_from_file
+
+    if file is not None:
+        infos = workflow_infos_from_file(file)
+    else:
+        infos = _run(_with_client(lambda client: client.workflows()))
+    if as_json:
+        print(json.dumps([info.model_dump(mode="json") for info in infos], indent=2))
+    else:
+        print_workflows(Console(), infos)
+
+
+# --- jobs ------------------------------------------------------------------------------
+
+
+@app.command()
+def submit(
+    workflow: Annotated[str, typer.Argument(help="Workflow name")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("-p", "--param", help="key=value (value parsed as JSON if it can be)"),
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the job live until it ends")] = False,
+    job_id: Annotated[UUID | None, typer.Option(help="Choose the job id (idempotent)")] = None,
+    priority: Annotated[int, typer.Option(min=0, max=9)] = 5,
+    reference: Annotated[str | None, typer.Option(help="Your own reference")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Submit a job; with --wait, show live progress and exit 0 only if it succeeded."""
+    from segue.cli_views import parse_params, submit_and_follow
+
+    try:
+        params = parse_params(param or [])
+    except ValueError as exc:
+        _fail(str(exc), code=2)
+    settings = _settings()
+    configure_logging("warning", settings.log_format)
+    code = _run(
+        submit_and_follow(
+            settings, workflow, params, job_id, priority, reference, wait=wait, as_json=as_json
+        )
+    )
+    raise typer.Exit(code)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: UUID, as_json: JsonFlag = False) -> None:
+    """Show a job's state, attempts and history."""
+    from segue.cli_views import print_job
+
+    view = _run(_with_client(lambda client: client.get(job_id)))
+    if view is None:
+        _fail(f"no job {job_id}")
+    if as_json:
+        print(view.model_dump_json(indent=2))
+    else:
+        print_job(Console(), view)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: UUID,
+    reason: Annotated[
+        str, typer.Option(help="Recorded in the job's history")
+    ] = "cancelled from the CLI",
+) -> None:
+    """Ask the orchestrator to cancel a job."""
+    _run(_with_client(lambda client: client.cancel(job_id, reason=reason)))
+    Console().print(f"cancel requested for {job_id}")
+
+
+@protocol_app.command("schema")
+def protocol_schema() -> None:
+    """Print the JSON Schemas of every message."""
+    from segue.cli_views import protocol_schemas
+
+    json.dump(protocol_schemas(), sys.stdout, indent=2)
+    print()
+
+
+async def _with_client(action: Callable[[SegueClient], Awaitable[T]]) -> T:
+    from segue.client import SegueClient
+
+    settings = _settings()
+    configure_logging("warning", settings.log_format)
+    async with SegueClient(settings.amqp_url, namespace=settings.namespace) as client:
+        return await action(client)

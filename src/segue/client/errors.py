@@ -1,0 +1,50 @@
+"""Errors the client SDK raises, one class per way a call can fail."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from segue.errors import SegueError
+from segue.protocol.messages import ErrorInfo
+
+
+class BrokerUnavailableError(SegueError):
+    """RabbitMQ could not be reached when connecting; the message says where and why."""
+
+
+class NotConnectedError(SegueError):
+    """The client is not connected: use ``async with SegueClient(...)`` or ``connect()``."""
+
+
+class PublishError(SegueError):
+    """The broker did not confirm a command (connection lost, or it refused the message)."""
+
+
+class RequestTimeoutError(SegueError, TimeoutError):
+    """No orchestrator answered a query in time (is one running on this namespace?)."""
+
+
+class RequestFailedError(SegueError):
+    """The orchestrator answered a query with an error."""
+
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(f"{error.kind}: {error.message}")
+        self.error = error
+
+
+class UpdateTimeoutError(SegueError, TimeoutError):
+    """A job did not send the awaited update (acceptance or result) in time."""
+
+
+class JobRejectedError(SegueError):
+    """The orchestrator refused the submission; the job does not exist.
+
+    ``kind`` is one of :data:`segue.protocol.kinds.REJECTION_KINDS`; ``reason``
+    says precisely what was wrong (e.g. which parameter).
+    """
+
+    def __init__(self, job_id: UUID, kind: str, reason: str) -> None:
+        super().__init__(f"job {job_id} was rejected ({kind}): {reason}")
+        self.job_id = job_id
+        self.kind = kind
+        self.reason = reason

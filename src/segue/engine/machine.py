@@ -1,0 +1,368 @@
+"""The job state machine: ``decide(job, event, now) -> Decision``.
+
+Like Temporal's workflow instance, ``decide`` is a ``match`` on the event with
+one small ``_apply_<kind>`` function per kind. It does no I/O, reads no clock
+and uses no randomness, and it never raises: a refused submission comes back as
+``Decision(rejected=...)`` and a stale or duplicate event as
+``Decision(ignored=...)``.
+
+Choices the design leaves open, made here:
+
+- Worker events are fenced by ``attempt_id``: only the job's current,
+  unfinished, dispatched-or-running attempt accepts them. Ignored events leave
+  one ``event_ignored`` record, except heartbeats and progress (too noisy).
+- Any report of a worker about a ``dispatched`` attempt (progress, heartbeat,
+  a result before ``started``) starts it implicitly: ``step_started`` is
+  recorded with ``event`` naming the report.
+- ``NotifyStatus`` is emitted whenever a live job's (status, current step)
+  changes: on submission, on the first start, and when the next step is
+  dispatched. A job ends with exactly one ``NotifyResult`` and no NotifyStatus.
+- A finished job keeps ``current_step`` = the step it ended in.
+- ``on_failure`` works like ``except``: the failure is stored in
+  ``outputs["_failure"]`` (so that step and every later one sees it in its
+  inputs, also on retries) and the job's outcome is that of the path it takes.
+- A repeated progress report (same fraction and message) only refreshes
+  ``last_seen_at``; it is neither recorded nor announced again.
+- Whenever the orchestrator ends a dispatched or running attempt (cancel, any
+  timeout, lost worker) it emits ``StopAttempt``; a worker that picks up the
+  task later is fenced anyway.
+- A worker crash (heartbeat lost, task redelivered to another worker) uses no
+  retry: the replacement attempt keeps the lost attempt's number.
+- ``TimerFired`` handles the first due deadline of :func:`~segue.engine.timers.deadlines`
+  (the job timeout before the attempt's); afterwards nothing is due any more,
+  so :func:`~segue.engine.timers.next_wakeup` has moved past ``now``. Worker
+  events that arrive after a deadline passed but before the sweeper acted are
+  applied normally.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import datetime
+from uuid import UUID
+
+from segue.engine.draft import Draft, attempt_data
+from segue.engine.effects import Decision, NotifyProgress, NotifyStatus, Record
+from segue.engine.events import (
+    CancelRequested,
+    Event,
+    JobSubmitted,
+    StepFailed,
+    StepHeartbeat,
+    StepProgressed,
+    StepStarted,
+    StepSucceeded,
+    TimerFired,
+)
+from segue.engine.state import Attempt, Job, JsonObject
+from segue.engine.timers import Deadline, DeadlineKind, due_deadline, later
+from segue.engine.transitions import (
+    abort,
+    abort_current,
+    count_crash,
+    dispatch,
+    end_job,
+    fail_step,
+    lose,
+    quarantine,
+    release,
+    settle,
+    start,
+    succeed_step,
+)
+from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus
+from segue.workflows.parameters import ParameterError, resolve_params
+
+WorkerEvent = StepStarted | StepProgressed | StepHeartbeat | StepSucceeded | StepFailed
+
+
+def decide(job: Job | None, event: Event, now: datetime) -> Decision:
+    """Apply ``event`` to ``job`` (None: no such job yet) at time ``now``.
+
+    Never raises. Should a bug make a transition fail anyway, the job is left
+    as it was and the event is recorded as ``engine_error`` (a submission is
+    rejected), so the consumer goes on and the history explains what happened.
+    """
+    try:
+        return _apply(job, event, now)
+    except Exception as exc:  # last resort: one bad event must not stop a consumer
+        return _engine_error(job, event, exc)
+
+
+def _apply(job: Job | None, event: Event, now: datetime) -> Decision:
+    """Route the event to the function that applies its kind."""
+    match event:
+        case JobSubmitted():
+            return _apply_submitted(job, event, now)
+        case CancelRequested():
+            return _apply_cancel(job, event, now)
+        case TimerFired():
+            return _apply_timer(job, now)
+        case StepStarted() | StepProgressed() | StepHeartbeat() | StepSucceeded() | StepFailed():
+            return _apply_worker_event(job, event, now)
+        case _:
+            return Decision(job=job, ignored=f"unknown event {type(event).__name__}")
+
+
+# --- client commands ---------------------------------------------------------------------
+
+
+def _apply_submitted(job: Job | None, event: JobSubmitted, now: datetime) -> Decision:
+    """Create the job and dispatch its first step; a known job id is a duplicate."""
+    if job is not None:
+        reason = "duplicate submission"
+        record = Record("submission_ignored", {"reason": reason, "status": str(job.status)})
+        notify = NotifyStatus(job.job_id, job.status, job.current_step)
+        return Decision(job=job, effects=(notify,), records=(record,), ignored=reason)
+    try:
+        params = resolve_params(event.workflow, event.params)
+    except ParameterError as exc:
+        return Decision(rejected=str(exc))
+    draft = Draft(job=_new_job(event, params, now), now=now, before=None)
+    workflow = event.workflow
+    draft.record(
+        "job_submitted",
+        workflow=workflow.name,
+        version=workflow.version,
+        workflow_hash=event.workflow_hash,
+        params=params,
+        priority=event.priority,
+        reference=event.reference,
+    )
+    dispatch(draft, workflow.first_step, 1)
+    return draft.decision()
+
+
+def _new_job(event: JobSubmitted, params: JsonObject, now: datetime) -> Job:
+    """A queued job with its resolved params and, if the workflow has one, its deadline."""
+    timeout_s = event.workflow.timeout_s
+    return Job(
+        job_id=event.job_id,
+        workflow=event.workflow,
+        workflow_hash=event.workflow_hash,
+        params=params,
+        status=JobStatus.QUEUED,
+        priority=event.priority,
+        reference=event.reference,
+        created_at=now,
+        updated_at=now,
+        deadline_at=later(now, timeout_s) if timeout_s is not None else None,
+    )
+
+
+def _apply_cancel(job: Job | None, event: CancelRequested, now: datetime) -> Decision:
+    """End the job ``cancelled`` and stop its worker; a finished job stays as it is."""
+    if job is None:
+        return Decision(ignored="unknown job")
+    if job.status.is_terminal:
+        data = {"reason": event.reason, "status": str(job.status)}
+        return Decision(
+            job=job, records=(Record("cancel_ignored", data),), ignored=f"job is {job.status}"
+        )
+    draft = Draft.of(job, now)
+    abort_current(draft, AttemptStatus.CANCELLED, event.reason)
+    error = ErrorInfo(kind="cancelled", message=event.reason, step=job.current_step)
+    end_job(draft, JobStatus.CANCELLED, "job_cancelled", error=error)
+    return draft.decision()
+
+
+# --- timers ------------------------------------------------------------------------------
+
+
+def _apply_timer(job: Job | None, now: datetime) -> Decision:
+    """Handle the deadline that is due (see :func:`segue.engine.timers.deadlines`)."""
+    if job is None:
+        return Decision(ignored="unknown job")
+    if job.status.is_terminal:
+        return Decision(job=job, ignored=f"job is {job.status}")
+    deadline = due_deadline(job, now)
+    if deadline is None:
+        return Decision(job=job, ignored="no deadline due")
+    draft = Draft.of(job, now)
+    _on_deadline(draft, deadline)
+    return draft.decision()
+
+
+def _on_deadline(draft: Draft, deadline: Deadline) -> None:
+    """Apply one passed deadline to the job (the job's, or its current attempt's)."""
+    limit = f"{deadline.after_s:g}s"
+    if deadline.kind is DeadlineKind.JOB_TIMEOUT:
+        abort_current(draft, AttemptStatus.TIMED_OUT, f"job timeout after {limit}")
+        message = f"job did not finish within {limit}"
+        error = ErrorInfo(kind="job_timeout", message=message, step=draft.job.current_step)
+        end_job(draft, JobStatus.TIMED_OUT, "job_timed_out", error=error)
+        return
+    attempt = draft.job.current_attempt
+    if attempt is None:
+        return
+    match deadline.kind:
+        case DeadlineKind.RETRY_DUE:
+            release(draft, attempt)
+        case DeadlineKind.DISPATCH_TIMEOUT:
+            message = f"no worker started the task within {limit}"
+            _time_out_attempt(draft, attempt, "dispatch_timeout", message)
+        case DeadlineKind.HEARTBEAT_TIMEOUT:
+            lose(draft, attempt, f"heartbeat timeout after {limit}")
+        case DeadlineKind.STEP_TIMEOUT:
+            _time_out_attempt(draft, attempt, "step_timeout", f"step did not finish within {limit}")
+
+
+def _time_out_attempt(draft: Draft, attempt: Attempt, kind: str, message: str) -> None:
+    """Stop an attempt that took too long; it counts as a step failure (retry applies)."""
+    error = ErrorInfo(kind=kind, message=message, step=attempt.step)
+    timed_out = abort(draft, attempt, AttemptStatus.TIMED_OUT, message, error=error)
+    fail_step(draft, timed_out, error, retryable=True)
+
+
+# --- worker events -----------------------------------------------------------------------
+
+
+def _apply_worker_event(job: Job | None, event: WorkerEvent, now: datetime) -> Decision:
+    """Fence the event by attempt id, then apply it to its attempt."""
+    if job is None:
+        return Decision(ignored="unknown job")
+    target = _fence(job, event.attempt_id)
+    if isinstance(target, str):
+        return _ignore(job, event, target)
+    draft = Draft.of(job, now)
+    match event:
+        case StepStarted():
+            return _apply_started(draft, target, event)
+        case StepProgressed():
+            return _apply_progressed(draft, target, event)
+        case StepHeartbeat():
+            return _apply_heartbeat(draft, target, event)
+        case StepSucceeded():
+            return _apply_succeeded(draft, target, event)
+        case StepFailed():
+            return _apply_failed(draft, target, event)
+
+
+def _fence(job: Job, attempt_id: UUID) -> Attempt | str:
+    """The attempt a worker event may change, or why the event must be ignored."""
+    attempt = next((a for a in job.attempts if a.attempt_id == attempt_id), None)
+    if attempt is None:
+        return "unknown attempt"
+    if job.status.is_terminal:
+        return f"job is {job.status}"
+    if attempt != job.current_attempt:
+        return f"stale attempt (already {attempt.status})"
+    if attempt.status.is_terminal:
+        return f"attempt already {attempt.status}"
+    if attempt.status is AttemptStatus.SCHEDULED:
+        return "attempt not dispatched yet"
+    return attempt
+
+
+def _ignore(job: Job, event: WorkerEvent, reason: str) -> Decision:
+    """Leave the job as it is; record why, unless the event is a heartbeat or progress."""
+    if isinstance(event, StepHeartbeat | StepProgressed):
+        return Decision(job=job, ignored=reason)
+    data = {"event": _event_name(event), "attempt_id": str(event.attempt_id), "reason": reason}
+    return Decision(job=job, records=(Record("event_ignored", data),), ignored=reason)
+
+
+def _running(draft: Draft, attempt: Attempt, event: WorkerEvent) -> Attempt:
+    """The attempt as running: a report about a dispatched attempt starts it implicitly."""
+    if attempt.status is AttemptStatus.DISPATCHED:
+        return start(draft, attempt, event.worker_id, _event_name(event))
+    return attempt
+
+
+def _apply_started(draft: Draft, attempt: Attempt, event: StepStarted) -> Decision:
+    """A worker took the task; a redelivery to another worker counts as a crash."""
+    if attempt.status is AttemptStatus.DISPATCHED:
+        start(draft, attempt, event.worker_id, "step_started", redelivered=event.redelivered)
+        return draft.decision()
+    if event.redelivered and (event.worker_id or None) != attempt.worker_id:
+        return _apply_redelivered(draft, attempt, event)
+    return _ignore(draft.job, event, "attempt already running")
+
+
+def _apply_redelivered(draft: Draft, attempt: Attempt, event: StepStarted) -> Decision:
+    """The broker gave a running task to a new worker: the previous one died with it."""
+    step = draft.job.workflow.step(attempt.step)
+    reason = f"task redelivered after worker {attempt.worker_id or 'unknown'!r} went away"
+    crashes = count_crash(draft, step.name)
+    draft.record(
+        "step_redelivered",
+        **attempt_data(attempt),
+        worker_id=event.worker_id,
+        previous_worker_id=attempt.worker_id,
+        crashes=crashes,
+    )
+    if crashes >= step.max_crashes:
+        error = ErrorInfo(kind="worker_lost", message=reason, step=step.name)
+        abort(draft, attempt, AttemptStatus.LOST, reason, error=error)
+        quarantine(draft, step, crashes, reason)
+    else:
+        restarted = replace(
+            attempt,
+            worker_id=event.worker_id or None,
+            started_at=draft.now,
+            last_seen_at=draft.now,
+            progress=None,
+            progress_message=None,
+        )
+        draft.put_attempt(restarted)
+    return draft.decision()
+
+
+def _apply_progressed(draft: Draft, attempt: Attempt, event: StepProgressed) -> Decision:
+    """Store and announce the progress; a repeat only shows the worker is alive."""
+    attempt = _running(draft, attempt, event)
+    if (attempt.progress, attempt.progress_message) == (event.fraction, event.message):
+        draft.put_attempt(replace(attempt, last_seen_at=draft.now))
+        return draft.decision()
+    updated = replace(
+        attempt, progress=event.fraction, progress_message=event.message, last_seen_at=draft.now
+    )
+    draft.put_attempt(updated)
+    draft.record(
+        "step_progress", **attempt_data(updated), fraction=event.fraction, message=event.message
+    )
+    draft.emit(NotifyProgress(draft.job.job_id, attempt.step, event.fraction, event.message))
+    return draft.decision()
+
+
+def _apply_heartbeat(draft: Draft, attempt: Attempt, event: StepHeartbeat) -> Decision:
+    """The worker is alive: push the heartbeat deadline back."""
+    attempt = _running(draft, attempt, event)
+    draft.put_attempt(replace(attempt, last_seen_at=draft.now))
+    return draft.decision()
+
+
+def _apply_succeeded(draft: Draft, attempt: Attempt, event: StepSucceeded) -> Decision:
+    """Store the output; dispatch the next step or finish the job."""
+    attempt = _running(draft, attempt, event)
+    succeed_step(draft, replace(attempt, last_seen_at=draft.now), event.output)
+    return draft.decision()
+
+
+def _apply_failed(draft: Draft, attempt: Attempt, event: StepFailed) -> Decision:
+    """Retry the step, continue with its ``on_failure`` step, or fail the job."""
+    attempt = _running(draft, attempt, event)
+    error = event.error.model_copy(update={"step": attempt.step})
+    failed = settle(draft, attempt, AttemptStatus.FAILED, error=error, last_seen_at=draft.now)
+    fail_step(draft, failed, error, event.retryable)
+    return draft.decision()
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _event_name(event: Event) -> str:
+    """``StepStarted`` -> ``step_started``: the event's name in history entries."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(event).__name__).lower()
+
+
+def _engine_error(job: Job | None, event: Event, exc: Exception) -> Decision:
+    """The decision for an event that made the engine fail: change nothing, say why."""
+    reason = f"engine error: {type(exc).__name__}: {exc}"
+    if job is None:
+        if isinstance(event, JobSubmitted):
+            return Decision(rejected=reason)
+        return Decision(ignored=reason)
+    record = Record("engine_error", {"event": _event_name(event), "error": reason})
+    return Decision(job=job, records=(record,), ignored=reason)

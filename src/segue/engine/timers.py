@@ -1,0 +1,113 @@
+"""When a job next needs attention without any message arriving.
+
+Every non-terminal job has deadlines (job timeout, retry backoff, dispatch,
+heartbeat and step timeouts). The service stores :func:`next_wakeup` in a
+column; its sweeper sends :class:`~segue.engine.events.TimerFired` once that
+moment has passed, and :func:`segue.engine.machine.decide` handles what is due
+using the same :func:`deadlines`, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from segue.engine.state import Attempt, Job
+from segue.protocol.messages import AttemptStatus
+from segue.workflows.model import Step
+
+
+class DeadlineKind(StrEnum):
+    """What happens when a deadline passes."""
+
+    JOB_TIMEOUT = "job_timeout"
+    RETRY_DUE = "retry_due"
+    DISPATCH_TIMEOUT = "dispatch_timeout"
+    HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+    STEP_TIMEOUT = "step_timeout"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A moment at which the job needs attention; ``after_s`` is the configured limit."""
+
+    kind: DeadlineKind
+    at: datetime
+    after_s: float = 0.0
+
+
+def later(moment: datetime, seconds: float) -> datetime:
+    """``moment + seconds``, saturating at ``datetime.max`` instead of overflowing.
+
+    Any positive duration gives a strictly later moment (at least one
+    microsecond), so a deadline just set is never already due: a sweeper can
+    not spin on a job whose wake-up never moves forward.
+    """
+    if not seconds > 0:  # also catches NaN
+        return moment
+    try:
+        return moment + max(timedelta(seconds=seconds), timedelta(microseconds=1))
+    except (OverflowError, ValueError):
+        return datetime.max.replace(tzinfo=moment.tzinfo)
+
+
+def find_step(job: Job, name: str) -> Step | None:
+    """The step of the job's pinned workflow called ``name``, if there is one."""
+    return next((step for step in job.workflow.steps if step.name == name), None)
+
+
+def deadlines(job: Job) -> list[Deadline]:
+    """Every pending deadline of the job, in the order they are handled when due.
+
+    The job timeout comes first; then the deadlines of the current attempt
+    (only the newest attempt can be unfinished). A terminal job has none.
+    """
+    if job.status.is_terminal:
+        return []
+    found: list[Deadline] = []
+    if job.deadline_at is not None:
+        timeout_s = job.workflow.timeout_s or 0.0
+        found.append(Deadline(DeadlineKind.JOB_TIMEOUT, job.deadline_at, timeout_s))
+    attempt = job.current_attempt
+    if attempt is not None and not attempt.status.is_terminal:
+        step = find_step(job, attempt.step)
+        if step is not None:
+            found.extend(_attempt_deadlines(step, attempt))
+    return found
+
+
+def _attempt_deadlines(step: Step, attempt: Attempt) -> list[Deadline]:
+    """The deadlines of one unfinished attempt, by its status."""
+    match attempt.status:
+        case AttemptStatus.SCHEDULED:
+            return [Deadline(DeadlineKind.RETRY_DUE, attempt.due_at or attempt.created_at)]
+        case AttemptStatus.DISPATCHED if step.dispatch_timeout_s is not None:
+            since = attempt.dispatched_at or attempt.created_at
+            return [_limit(DeadlineKind.DISPATCH_TIMEOUT, since, step.dispatch_timeout_s)]
+        case AttemptStatus.RUNNING:
+            started = attempt.started_at or attempt.dispatched_at or attempt.created_at
+            found: list[Deadline] = []
+            if step.heartbeat_s is not None:
+                seen = attempt.last_seen_at or started
+                found.append(_limit(DeadlineKind.HEARTBEAT_TIMEOUT, seen, step.heartbeat_s))
+            if step.timeout_s is not None:
+                found.append(_limit(DeadlineKind.STEP_TIMEOUT, started, step.timeout_s))
+            return found
+        case _:
+            return []
+
+
+def _limit(kind: DeadlineKind, since: datetime, seconds: float) -> Deadline:
+    """The deadline ``seconds`` after ``since``."""
+    return Deadline(kind, later(since, seconds), seconds)
+
+
+def due_deadline(job: Job, now: datetime) -> Deadline | None:
+    """The first deadline to handle at ``now``, or None when nothing is due."""
+    return next((deadline for deadline in deadlines(job) if deadline.at <= now), None)
+
+
+def next_wakeup(job: Job) -> datetime | None:
+    """The earliest pending deadline of the job; None when it has none (e.g. terminal)."""
+    return min((deadline.at for deadline in deadlines(job)), default=None)

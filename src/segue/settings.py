@@ -1,0 +1,90 @@
+"""Service settings from ``SEGUE_*`` environment variables or a ``.env`` file.
+
+Validated at start: a bad value stops the service with a message naming the
+setting. Secrets (passwords in URLs) never appear in logs: use :meth:`safe_dict`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from segue.errors import ConfigurationError
+from segue.protocol.codec import DEFAULT_MAX_BODY_BYTES
+from segue.protocol.names import NAMESPACE_PATTERN
+
+ENV_PREFIX = "SEGUE_"
+
+
+class Settings(BaseSettings):
+    """Everything the orchestrator can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL")
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/segue",
+        description="PostgreSQL URL, e.g. postgresql://user:password@host:5432/segue",
+    )
+    workflow_config: Path = Field(default=Path("config/workflow_config.json"))
+    namespace: str = Field(default="segue", pattern=NAMESPACE_PATTERN.pattern)
+    prefetch: int = Field(default=32, ge=1, le=1000, description="messages handled at once")
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    max_message_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    sweep_interval_s: float = Field(default=1.0, gt=0)
+    relay_interval_s: float = Field(default=2.0, gt=0)
+    relay_grace_s: float = Field(
+        default=5.0, ge=0, description="outbox rows older than this are left to the relay"
+    )
+    migrate_on_start: bool = Field(default=True, description="run `db upgrade` in `serve`")
+    log_level: str = Field(default="info")
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _check_amqp_url(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        url = make_url(value)
+        if not url.drivername.startswith("postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        if not url.database:
+            raise ValueError("must name a database, e.g. postgresql://host/segue")
+        return value
+
+    def safe_dict(self) -> dict[str, Any]:
+        """The settings with passwords masked, for logging."""
+        data = self.model_dump(mode="json")
+        data["amqp_url"] = _mask(self.amqp_url)
+        data["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
+        return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning validation errors into one clear ConfigurationError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        ]
+        raise ConfigurationError("invalid settings:\n  " + "\n  ".join(problems)) from exc
+
+
+def _mask(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

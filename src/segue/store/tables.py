@@ -1,0 +1,178 @@
+"""The database schema, as SQLAlchemy Core tables.
+
+Every timestamp is ``timestamptz``; every enum is text with a CHECK listing its
+values. The migrations in :mod:`segue.store.migrations` create exactly this
+schema (an integration test compares the two).
+
+- ``workflow_definitions``: immutable definitions by content hash; jobs pin one.
+- ``jobs``: one row per job; ``wake_at`` is when the sweeper must look at it
+  (NULL: never), ``last_seq`` how many history entries were written.
+- ``step_attempts``: every attempt of every job, ``ordinal`` is its 1-based
+  position in ``Job.attempts``.
+- ``job_events``: the append-only history, ``(job_id, seq)``.
+- ``outbox``: messages committed with the state they belong to, deleted once
+  published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from segue.protocol.messages import AttemptStatus, JobStatus
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def enum_check(column: str, enum: type[StrEnum]) -> str:
+    """SQL condition allowing exactly the values of ``enum`` in ``column``."""
+    return f"{column} IN ({_quoted(member.value for member in enum)})"
+
+
+def _quoted(values: Iterable[str]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+def _timestamp(name: str, *, nullable: bool = True) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+def _json(name: str, *, nullable: bool = False) -> Column[object]:
+    # none_as_null: Python None is stored as SQL NULL, never as JSON 'null'.
+    return Column(name, JSONB(none_as_null=True), nullable=nullable)
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+workflow_definitions = Table(
+    "workflow_definitions",
+    metadata,
+    Column("content_hash", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    _json("definition"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("content_hash"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("workflow_name", Text, nullable=False),
+    Column("workflow_version", Text, nullable=False),
+    Column(
+        "workflow_hash",
+        Text,
+        ForeignKey(workflow_definitions.c.content_hash),
+        nullable=False,
+    ),
+    Column("status", Text, nullable=False),
+    Column("priority", SmallInteger, nullable=False),
+    Column("reference", Text, nullable=True),
+    _json("params"),
+    _json("outputs"),
+    _json("crashes"),
+    _json("error", nullable=True),
+    Column("current_step", Text, nullable=True),
+    _timestamp("created_at", nullable=False),
+    _timestamp("updated_at", nullable=False),
+    _timestamp("finished_at"),
+    _timestamp("deadline_at"),
+    _timestamp("wake_at"),
+    Column("last_seq", Integer, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("job_id"),
+    CheckConstraint(enum_check("status", JobStatus), name="status"),
+    Index("ix_jobs_wake_at", "wake_at", postgresql_where=text("wake_at IS NOT NULL")),
+    Index("ix_jobs_status_updated_at", "status", "updated_at"),
+    Index("ix_jobs_reference", "reference"),
+)
+
+step_attempts = Table(
+    "step_attempts",
+    metadata,
+    Column("attempt_id", UUID(as_uuid=True), nullable=False),
+    Column(
+        "job_id",
+        UUID(as_uuid=True),
+        ForeignKey(jobs.c.job_id, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("ordinal", Integer, nullable=False),
+    Column("step", Text, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    _timestamp("created_at", nullable=False),
+    _timestamp("due_at"),
+    _timestamp("dispatched_at"),
+    _timestamp("started_at"),
+    _timestamp("finished_at"),
+    _timestamp("last_seen_at"),
+    Column("worker_id", Text, nullable=True),
+    Column("progress", Double, nullable=True),
+    Column("progress_message", Text, nullable=True),
+    _json("output", nullable=True),
+    _json("error", nullable=True),
+    PrimaryKeyConstraint("attempt_id"),
+    UniqueConstraint("job_id", "ordinal"),
+    CheckConstraint(enum_check("status", AttemptStatus), name="status"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column(
+        "job_id",
+        UUID(as_uuid=True),
+        ForeignKey(jobs.c.job_id, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("seq", Integer, nullable=False),
+    Column("type", Text, nullable=False),
+    _json("data"),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("job_id", "seq"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    # BigInteger primary key with autoincrement renders as BIGSERIAL.
+    Column("id", BigInteger, autoincrement=True, nullable=False),
+    Column("exchange", Text, nullable=False),
+    Column("routing_key", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("priority", SmallInteger, nullable=True),
+    Column("message_id", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("id"),
+    Index("ix_outbox_created_at", "created_at"),
+)

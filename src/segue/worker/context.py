@@ -1,0 +1,107 @@
+"""What a step handler gets: the task's data, progress reporting and cancellation."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from segue.protocol.messages import StepTask
+from segue.worker.progress import ProgressReport, normalise_progress
+
+JsonObject = dict[str, Any]
+
+
+class StepContext:
+    """One attempt at one step, as seen by its handler.
+
+    Every method is safe to call from the handler's own thread (plain ``def``
+    handlers run in one) as well as from the event loop.
+    """
+
+    def __init__(
+        self,
+        task: StepTask,
+        report_progress: Callable[[ProgressReport], None],
+        worker_id: str = "",
+    ) -> None:
+        self._task = task
+        self._report_progress = report_progress
+        self._cancelled = threading.Event()
+        self._log: FilteringBoundLogger = structlog.get_logger("segue.step").bind(
+            job_id=str(task.job_id),
+            workflow=task.workflow,
+            step=task.step,
+            attempt=task.attempt,
+            worker_id=worker_id,
+        )
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        """A structlog logger bound to this attempt's job, workflow, step and attempt."""
+        return self._log
+
+    @property
+    def task(self) -> StepTask:
+        """The task message as received."""
+        return self._task
+
+    @property
+    def job_id(self) -> UUID:
+        """The job this step belongs to."""
+        return self._task.job_id
+
+    @property
+    def attempt_id(self) -> UUID:
+        """This attempt's id (what the orchestrator fences events by)."""
+        return self._task.attempt_id
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt at this step this is, counting from 1."""
+        return self._task.attempt
+
+    @property
+    def step(self) -> str:
+        """The step's name in its workflow."""
+        return self._task.step
+
+    @property
+    def workflow(self) -> str:
+        """The workflow's name."""
+        return self._task.workflow
+
+    @property
+    def params(self) -> JsonObject:
+        """The job's parameters, with the workflow's defaults applied."""
+        return self._task.params
+
+    @property
+    def inputs(self) -> JsonObject:
+        """Outputs of earlier steps this step receives, by step name."""
+        return self._task.inputs
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the orchestrator cancelled this attempt, or the worker is shutting down.
+
+        A blocking handler should check it now and then and return early; an
+        async handler is cancelled (``asyncio.CancelledError``) in addition.
+        """
+        return self._cancelled.is_set()
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the step is (0.0 to 1.0, clamped) and what it is doing.
+
+        Never blocks: reports are coalesced and sent in the background, so
+        calling this in a tight loop is fine; the latest report always arrives.
+        """
+        self._report_progress(normalise_progress(fraction, message))
+
+    def mark_cancelled(self) -> None:
+        """Set :attr:`cancelled` (called by the worker, not by handlers)."""
+        self._cancelled.set()

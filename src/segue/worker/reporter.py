@@ -1,0 +1,127 @@
+"""Sending worker events to the orchestrator's events queue, with confirms.
+
+An event that matters (started, progress, result) is retried with backoff
+until the broker confirms it or the worker closes the reporter: a broker
+restart in the middle of a step must not lose the step's result. Heartbeats
+are sent once; the next one is due soon anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from typing import Protocol
+from uuid import uuid4
+
+import structlog
+
+from segue.broker.publisher import ConfirmedPublisher, Outgoing
+from segue.protocol.codec import encode
+from segue.protocol.messages import WorkerEvent
+
+
+def retry_delays(initial_s: float = 0.2, max_s: float = 10.0) -> Iterator[float]:
+    """Endless capped exponential delays, each jittered down by up to half.
+
+    The jitter keeps many workers that lost the broker together from retrying
+    in lockstep when it comes back.
+    """
+    delay = initial_s
+    while True:
+        yield delay * random.uniform(0.5, 1.0)
+        delay = min(delay * 2, max_s)
+
+
+class EventSink(Protocol):
+    """Where an attempt's events go (an :class:`EventReporter`, or a fake in tests)."""
+
+    async def send(self, event: WorkerEvent) -> bool:
+        """Deliver ``event``, retrying; False if given up."""
+        ...
+
+    async def send_once(self, event: WorkerEvent) -> bool:
+        """Try to deliver ``event`` once; False if that failed."""
+        ...
+
+    async def send_or_raise(self, event: WorkerEvent) -> None:
+        """Deliver ``event`` once or raise."""
+        ...
+
+
+class EventReporter:
+    """Publishes worker events to the events queue through the default exchange."""
+
+    def __init__(self, publisher: ConfirmedPublisher, events_queue: str) -> None:
+        self._publisher = publisher
+        self._events_queue = events_queue
+        self._closed = asyncio.Event()
+        self._log = structlog.get_logger("segue.worker")
+
+    def close(self) -> None:
+        """Give up on events still being retried (the worker is going away)."""
+        self._closed.set()
+
+    async def send(self, event: WorkerEvent) -> bool:
+        """Publish ``event``, retrying until confirmed; False if closed before that."""
+        outgoing = self._outgoing(event)
+        for delay in retry_delays():
+            if await self._try(outgoing, event):
+                return True
+            if await self._closed_within(delay):
+                self._log.warning("event_abandoned", event_type=type(event).__name__)
+                return False
+        raise AssertionError("unreachable: retry_delays() is endless")
+
+    async def send_once(self, event: WorkerEvent) -> bool:
+        """Publish ``event`` once; False (and a warning) if that failed."""
+        return await self._try(self._outgoing(event), event)
+
+    async def send_or_raise(self, event: WorkerEvent) -> None:
+        """Publish ``event`` once; raise if the broker did not confirm it."""
+        try:
+            await self._publisher.publish(self._outgoing(event))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # aiormq cancels pending confirms when the connection drops
+            raise ConnectionError("the connection dropped before the event was confirmed") from None
+
+    def _outgoing(self, event: WorkerEvent) -> Outgoing:
+        # One message id for every retry, so the orchestrator can tell duplicates.
+        return Outgoing(
+            exchange="",
+            routing_key=self._events_queue,
+            body=encode(event),
+            message_id=uuid4().hex,
+        )
+
+    async def _try(self, outgoing: Outgoing, event: WorkerEvent) -> bool:
+        publish = asyncio.ensure_future(self._publisher.publish(outgoing))
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({publish, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not publish.done():
+                publish.cancel()
+            await asyncio.gather(publish, closed, return_exceptions=True)
+        if publish.cancelled():
+            return False
+        error = publish.exception()
+        if error is not None:
+            self._log.warning(
+                "event_publish_failed",
+                event_type=type(event).__name__,
+                error=f"{type(error).__name__}: {error}",
+            )
+            return False
+        return True
+
+    async def _closed_within(self, delay_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._closed.wait(), delay_s)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,136 @@
+"""Branch conditions: evaluate them on a job's params and step outputs.
+
+A variable is ``params.<name>`` or ``outputs.<step>.<key>[.<key>...]`` (a lookup
+in the output of a step that succeeded). Evaluation never raises: a missing
+variable makes a comparison false, and so does ordering values of different kinds
+(``"a" < 1``). Values compare as JSON values: ``true`` is not ``1``, ``1`` is ``1.0``.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, assert_never
+
+from segue.workflows.model import (
+    AllOf,
+    AnyOf,
+    Comparison,
+    ComparisonOp,
+    Condition,
+    Exists,
+    Not,
+    Step,
+)
+
+_MISSING: Any = object()
+"""What a lookup of an absent variable gives (``None`` is a value: JSON null)."""
+
+_ORDERINGS: Mapping[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def evaluate(condition: Condition, params: Mapping[str, Any], outputs: Mapping[str, Any]) -> bool:
+    """Whether ``condition`` holds for a job with these params and step outputs."""
+    match condition:
+        case Comparison(var=var, op=op, value=value):
+            actual = _lookup(var, params, outputs)
+            return actual is not _MISSING and _compare(op, actual, value)
+        case AllOf():
+            return all(evaluate(part, params, outputs) for part in condition.all)
+        case AnyOf():
+            return any(evaluate(part, params, outputs) for part in condition.any)
+        case Not():
+            return not evaluate(condition.not_, params, outputs)
+        case Exists():
+            found = _lookup(condition.exists, params, outputs)
+            return found is not _MISSING and found is not None
+        case _:
+            assert_never(condition)
+
+
+def next_step(step: Step, params: Mapping[str, Any], outputs: Mapping[str, Any]) -> str | None:
+    """The step to run after ``step`` succeeded; None when the workflow ends there.
+
+    For a switch, the first branch whose condition holds wins, else its ``default``.
+    """
+    target = step.next
+    if target is None or isinstance(target, str):
+        return target
+    for branch in target.branches:
+        if evaluate(branch.when, params, outputs):
+            return branch.goto
+    return target.default
+
+
+def _lookup(var: str, params: Mapping[str, Any], outputs: Mapping[str, Any]) -> Any:
+    """The value of ``var``, or ``_MISSING`` when it is absent."""
+    scope, _, rest = var.partition(".")
+    if scope == "params":
+        return params.get(rest, _MISSING)
+    if scope != "outputs":
+        return _MISSING
+    node: Any = outputs
+    for key in rest.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return _MISSING
+        node = node[key]
+    return node
+
+
+def walk_vars(condition: Condition, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every variable ``condition`` reads, as (JSON path below ``path``, variable)."""
+    match condition:
+        case Comparison():
+            yield f"{path}.var", condition.var
+        case AllOf():
+            for index, part in enumerate(condition.all):
+                yield from walk_vars(part, f"{path}.all[{index}]")
+        case AnyOf():
+            for index, part in enumerate(condition.any):
+                yield from walk_vars(part, f"{path}.any[{index}]")
+        case Not():
+            yield from walk_vars(condition.not_, f"{path}.not")
+        case Exists():
+            yield f"{path}.exists", condition.exists
+        case _:
+            assert_never(condition)
+
+
+def referenced_vars(condition: Condition) -> set[str]:
+    """The variables ``condition`` reads, e.g. ``{"params.simulate"}``."""
+    return {var for _, var in walk_vars(condition)}
+
+
+def _compare(op: ComparisonOp, actual: Any, value: Any) -> bool:
+    """``actual op value`` with JSON semantics; False for values that do not compare."""
+    if op == "==":
+        return _same(actual, value)
+    if op == "!=":
+        return not _same(actual, value)
+    if op == "in":
+        return isinstance(value, list) and any(_same(actual, item) for item in value)
+    comparable = (_is_number(actual) and _is_number(value)) or (
+        isinstance(actual, str) and isinstance(value, str)
+    )
+    return comparable and _ORDERINGS[op](actual, value)
+
+
+def _same(left: Any, right: Any) -> bool:
+    """JSON equality: like ``==`` except that a boolean never equals a number."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(_same, left, right))
+    if isinstance(left, Mapping) and isinstance(right, Mapping):
+        return left.keys() == right.keys() and all(_same(left[k], right[k]) for k in left)
+    return bool(left == right)
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

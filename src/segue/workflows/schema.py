@@ -1,0 +1,46 @@
+"""The JSON Schema of ``workflow_config.json``, generated from the pydantic model.
+
+``config/workflow_config.schema.json`` is this schema, committed so editors can
+check and complete the file; a unit test keeps it in step with the model.
+Regenerate it with::
+
+    .venv/bin/python -m segue.workflows.schema > config/workflow_config.schema.json
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from segue.workflows.model import WorkflowFile
+
+TITLE = "Segue workflow definitions"
+DESCRIPTION = (
+    "The workflows a Segue orchestrator runs (config/workflow_config.json, format "
+    "version 1). Each workflow has typed parameters and a graph of steps; each step "
+    "runs on the workers serving its queue, with its own timeouts and retry policy, "
+    "and continues with 'next' (a step name, a switch over conditions on params and "
+    "earlier outputs, or null for the end) or, once it failed for good, 'on_failure'. "
+    "Beyond this schema, 'segue workflows check' rejects unknown step references, "
+    "loops, unreachable steps, duplicate names and contradictory parameter specs."
+)
+
+
+def file_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a workflow file."""
+    generated = WorkflowFile.model_json_schema(by_alias=True)
+    head = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": TITLE,
+        "description": DESCRIPTION,
+    }
+    return head | {k: v for k, v in generated.items() if k not in head}
+
+
+def render_file_schema() -> str:
+    """:func:`file_schema` as the text of the committed file."""
+    return json.dumps(file_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_file_schema(), end="")

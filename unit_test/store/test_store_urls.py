@@ -1,0 +1,63 @@
+"""One user-given database URL -> the asyncpg and psycopg2 URLs."""
+
+from __future__ import annotations
+
+import pytest
+
+from segue.errors import ConfigurationError
+from segue.store.urls import async_url, sync_url, with_database
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "postgresql://u:p@db:5433/segue",
+        "postgres://u:p@db:5433/segue",
+        "postgresql+psycopg2://u:p@db:5433/segue",
+        "postgresql+asyncpg://u:p@db:5433/segue",
+    ],
+)
+def test_any_postgres_spelling_gives_both_driver_urls(given: str) -> None:
+    assert async_url(given).render_as_string(hide_password=False) == (
+        "postgresql+asyncpg://u:p@db:5433/segue"
+    )
+    assert sync_url(given).render_as_string(hide_password=False) == (
+        "postgresql+psycopg2://u:p@db:5433/segue"
+    )
+
+
+def test_password_with_special_characters_survives() -> None:
+    url = async_url("postgresql://u:p%40ss%2Fw@db/segue")
+
+    assert url.password == "p@ss/w"
+
+
+def test_tls_option_is_spelled_for_each_driver() -> None:
+    assert async_url("postgresql://u@db/segue?sslmode=require").query == {"ssl": "require"}
+    assert sync_url("postgresql+asyncpg://u@db/segue?ssl=require").query == {"sslmode": "require"}
+
+
+def test_with_database_keeps_server_and_driver() -> None:
+    url = with_database("postgresql+asyncpg://u:p@db:5433/segue", "postgres")
+
+    assert url.render_as_string(hide_password=False) == "postgresql+asyncpg://u:p@db:5433/postgres"
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("mysql://u@db/segue", "must be a PostgreSQL URL"),
+        ("postgresql://u@db", "must name a database"),
+        ("not a url", "not a valid URL"),
+    ],
+)
+def test_unusable_urls_are_configuration_errors(given: str, reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=reason):
+        async_url(given)
+
+
+def test_errors_do_not_show_the_password() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        sync_url("mysql://u:secret@db/segue")
+
+    assert "secret" not in str(caught.value)
