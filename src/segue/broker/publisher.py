@@ -4,12 +4,19 @@ taken responsibility for the message (and, for ``mandatory``, routed it).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, DeliveryMode
 
+from segue.errors import SegueError
+
 JSON_CONTENT_TYPE = "application/json"
+
+
+class PublishError(SegueError):
+    """The broker did not confirm a publish (e.g. the connection dropped)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,18 @@ class ConfirmedPublisher:
 
         An empty exchange name means the default exchange (routing key = queue).
         """
+        try:
+            await self._publish(message)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # aiormq cancels pending confirms when the connection drops.
+            raise PublishError(
+                f"connection lost before the broker confirmed {message.routing_key!r}"
+            ) from None
+
+    async def _publish(self, message: Outgoing) -> None:
         exchange = (
             self._channel.default_exchange
             if message.exchange == ""

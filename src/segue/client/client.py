@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from segue.broker.connection import connect
 from segue.broker.env import ConnectionSettings, safe_url
 from segue.broker.publisher import ConfirmedPublisher, Outgoing
+from segue.broker.publisher import PublishError as BrokerPublishError
 from segue.broker.topology import declare_exchanges, declare_queue
 from segue.client.errors import (
     BrokerUnavailableError,
@@ -277,14 +278,7 @@ class SegueClient:
         )
         try:
             await session.publisher.publish(outgoing)
-        except asyncio.CancelledError:
-            if _being_cancelled():
-                raise
-            # aiormq cancels pending confirms when the connection drops
-            raise PublishError(
-                f"the connection dropped before the broker confirmed {type(command).__name__}"
-            ) from None
-        except CONNECTION_EXCEPTIONS as exc:
+        except (BrokerPublishError, *CONNECTION_EXCEPTIONS) as exc:
             raise PublishError(
                 f"the broker did not confirm {type(command).__name__}: {type(exc).__name__}: {exc}"
             ) from exc

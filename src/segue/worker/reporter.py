@@ -79,14 +79,7 @@ class EventReporter:
 
     async def send_or_raise(self, event: WorkerEvent) -> None:
         """Publish ``event`` once; raise if the broker did not confirm it."""
-        try:
-            await self._publisher.publish(self._outgoing(event))
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            # aiormq cancels pending confirms when the connection drops
-            raise ConnectionError("the connection dropped before the event was confirmed") from None
+        await self._publisher.publish(self._outgoing(event))
 
     def _outgoing(self, event: WorkerEvent) -> Outgoing:
         # One message id for every retry, so the orchestrator can tell duplicates.
