@@ -8,7 +8,7 @@ database and namespace, then measures:
 - burst: ``--burst`` instant ``quick_check`` jobs submitted at once, time until
   every result arrived (jobs/s).
 
-    .venv/bin/python bench/e2e.py --jobs 50 --burst 500
+    .venv/bin/python bench/bench_e2e.py --jobs 50 --burst 500
 """
 
 from __future__ import annotations
