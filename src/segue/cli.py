@@ -208,6 +208,20 @@ def jobs_cancel(
     Console().print(f"cancel requested for {job_id}")
 
 
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: UUID,
+    reason: Annotated[
+        str, typer.Option(help="Recorded in the job's history")
+    ] = "retried from the CLI",
+) -> None:
+    """Run a failed or timed-out job again from the step that failed."""
+    view = _run(_with_client(lambda client: client.retry(job_id, reason=reason)))
+    Console().print(
+        f"job {job_id} is {view.status} again (run {view.run}, from step {view.current_step})"
+    )
+
+
 @protocol_app.command("schema")
 def protocol_schema() -> None:
     """Print the JSON Schemas of every message."""

@@ -51,6 +51,7 @@ from segue.protocol.messages import (
     JobView,
     ListWorkflows,
     Reply,
+    RetryJob,
     SubmitJob,
     WorkflowInfo,
     WorkflowsReply,
@@ -243,6 +244,18 @@ class SegueClient:
         """Ask the orchestrator to cancel ``job_id`` (it ends ``cancelled`` if not finished)."""
         await self._send(CancelJob(job_id=job_id, reason=reason))
 
+    async def retry(self, job_id: UUID, reason: str = "retry requested") -> JobView:
+        """Run a failed or timed-out job again from the step that failed.
+
+        Returns the job as it is after the request (status ``queued``, a new
+        ``run``); raises :class:`RequestFailedError` if the orchestrator refused
+        (unknown job, or a job that is not failed or timed out).
+        """
+        reply = await self._request(RetryJob(job_id=job_id, reason=reason))
+        if not isinstance(reply, JobReply) or reply.job is None:
+            raise RequestFailedError(_unexpected(reply, "job_reply"))
+        return reply.job
+
     # --- queries ------------------------------------------------------------------------
 
     async def get(self, job_id: UUID, include_history: bool = True) -> JobView | None:
@@ -283,7 +296,7 @@ class SegueClient:
                 f"the broker did not confirm {type(command).__name__}: {type(exc).__name__}: {exc}"
             ) from exc
 
-    async def _request(self, query: GetJob | ListWorkflows) -> Reply:
+    async def _request(self, query: GetJob | ListWorkflows | RetryJob) -> Reply:
         session = self._require_session()
         correlation_id = uuid4().hex
         future = self._inbox.expect(correlation_id)

@@ -78,6 +78,13 @@ class CancelRequested:
 
 
 @dataclass(frozen=True)
+class RerunRequested:
+    """A client asked to run a failed or timed-out job again from the step that failed."""
+
+    reason: str = "rerun requested"
+
+
+@dataclass(frozen=True)
 class TimerFired:
     """The sweeper found the job's wake-up time due: handle every deadline passed."""
 
@@ -90,5 +97,6 @@ Event = (
     | StepSucceeded
     | StepFailed
     | CancelRequested
+    | RerunRequested
     | TimerFired
 )

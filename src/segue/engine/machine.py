@@ -48,6 +48,7 @@ from segue.engine.events import (
     CancelRequested,
     Event,
     JobSubmitted,
+    RerunRequested,
     StepFailed,
     StepHeartbeat,
     StepProgressed,
@@ -56,8 +57,9 @@ from segue.engine.events import (
     TimerFired,
 )
 from segue.engine.state import Attempt, Job, JsonObject
-from segue.engine.timers import Deadline, DeadlineKind, due_deadline, later
+from segue.engine.timers import Deadline, DeadlineKind, due_deadline, find_step, later
 from segue.engine.transitions import (
+    FAILURE_KEY,
     abort,
     abort_current,
     count_crash,
@@ -97,6 +99,8 @@ def _apply(job: Job | None, event: Event, now: datetime) -> Decision:
             return _apply_submitted(job, event, now)
         case CancelRequested():
             return _apply_cancel(job, event, now)
+        case RerunRequested():
+            return _apply_rerun(job, event, now)
         case TimerFired():
             return _apply_timer(job, now)
         case StepStarted() | StepProgressed() | StepHeartbeat() | StepSucceeded() | StepFailed():
@@ -165,6 +169,52 @@ def _apply_cancel(job: Job | None, event: CancelRequested, now: datetime) -> Dec
     error = ErrorInfo(kind="cancelled", message=event.reason, step=job.current_step)
     end_job(draft, JobStatus.CANCELLED, "job_cancelled", error=error)
     return draft.decision()
+
+
+RERUNNABLE = (JobStatus.FAILED, JobStatus.TIMED_OUT)
+
+
+def _apply_rerun(job: Job | None, event: RerunRequested, now: datetime) -> Decision:
+    """Start a new run of a failed or timed-out job from the step that failed.
+
+    Outputs of the steps before it are kept; the run counter, deadline, crash
+    counts and error start afresh. The history keeps both runs.
+    """
+    if job is None:
+        return Decision(ignored="unknown job")
+    step = find_step(job, _failed_step(job) or "")
+    if job.status not in RERUNNABLE or step is None:
+        reason = f"only failed or timed-out jobs can be rerun; job is {job.status}"
+        record = Record("rerun_refused", {"reason": reason, "requested": event.reason})
+        return Decision(job=job, records=(record,), ignored=reason)
+    timeout_s = job.workflow.timeout_s
+    draft = Draft.of(job, now)
+    kept = {k: v for k, v in job.outputs.items() if k not in (step.name, FAILURE_KEY)}
+    draft.change(
+        status=JobStatus.QUEUED,
+        run=job.run + 1,
+        outputs=kept,
+        crashes={},
+        error=None,
+        finished_at=None,
+        deadline_at=later(now, timeout_s) if timeout_s is not None else None,
+    )
+    draft.record(
+        "job_rerun",
+        run=job.run + 1,
+        from_step=step.name,
+        previous_status=str(job.status),
+        reason=event.reason,
+    )
+    dispatch(draft, step, 1)
+    return draft.decision()
+
+
+def _failed_step(job: Job) -> str | None:
+    """The step a failed job failed in (its error's step, else where it stopped)."""
+    if job.error is not None and job.error.step is not None:
+        return job.error.step
+    return job.current_step
 
 
 # --- timers ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class Attempt:
     finished_at: datetime | None = None
     last_seen_at: datetime | None = None
     worker_id: str | None = None
+    run: int = 1
     progress: float | None = None
     progress_message: str | None = None
     output: JsonObject | None = None
@@ -44,7 +45,7 @@ class Job:
     ``attempts`` is ordered by creation; the last one is the current one.
     ``outputs`` maps each succeeded step to its output.
     ``crashes`` counts lost attempts per step (worker died, not a handler error).
-    ``seq`` is the number of history entries written so far.
+    ``run`` counts the runs of the job: a rerun of a failed job starts run 2.
     """
 
     job_id: UUID
@@ -58,6 +59,7 @@ class Job:
     updated_at: datetime
     deadline_at: datetime | None = None
     finished_at: datetime | None = None
+    run: int = 1
     current_step: str | None = None
     attempts: tuple[Attempt, ...] = ()
     outputs: JsonObject = field(default_factory=dict)

@@ -34,6 +34,7 @@ def dispatch(draft: Draft, step: Step, number: int) -> None:
         status=AttemptStatus.DISPATCHED,
         created_at=draft.now,
         dispatched_at=draft.now,
+        run=job.run,
     )
     draft.put_attempt(attempt)
     draft.change(current_step=step.name)
@@ -200,6 +201,7 @@ def retry(draft: Draft, step: Step, failed_number: int, error: ErrorInfo) -> Non
         status=AttemptStatus.SCHEDULED,
         created_at=draft.now,
         due_at=due_at,
+        run=draft.job.run,
     )
     draft.put_attempt(scheduled)
     draft.change(current_step=step.name)

@@ -37,6 +37,14 @@ CANCELLED = "cancelled"
 WORKER_LOST = "worker_lost"
 """The worker running the attempt stopped heartbeating or crashed."""
 
+# --- a request was refused (answered with an ``error_reply``) ---------------------------
+
+UNKNOWN_JOB = "unknown_job"
+"""The orchestrator has no job with that id."""
+
+RETRY_REFUSED = "retry_refused"
+"""Only failed or timed-out jobs can be retried."""
+
 # --- the workflow definition could not be followed --------------------------------------
 
 CONDITION_ERROR = "condition_error"

@@ -99,6 +99,18 @@ class CancelJob(Message):
     reason: str = Field(default="cancelled by client", max_length=1000)
 
 
+class RetryJob(Message):
+    """Run a failed or timed-out job again from the step that failed.
+
+    Answered on ``reply_to`` (if set) with the job as it is after the request,
+    or an :class:`ErrorReply` saying why it was refused.
+    """
+
+    type: Literal["retry_job"] = "retry_job"
+    job_id: UUID
+    reason: str = Field(default="retry requested", max_length=1000)
+
+
 class GetJob(Message):
     """Query a job's current state and history; answered on ``reply_to``."""
 
@@ -114,7 +126,7 @@ class ListWorkflows(Message):
 
 
 Command = Annotated[
-    SubmitJob | CancelJob | GetJob | ListWorkflows,
+    SubmitJob | CancelJob | RetryJob | GetJob | ListWorkflows,
     Field(discriminator="type"),
 ]
 
@@ -257,6 +269,7 @@ class AttemptView(BaseModel):
     attempt_id: UUID
     step: str
     number: int
+    run: int = 1
     status: AttemptStatus
     worker_id: str | None = None
     dispatched_at: datetime | None = None
@@ -288,6 +301,7 @@ class JobView(BaseModel):
     workflow_version: str
     workflow_hash: str
     status: JobStatus
+    run: int = Field(default=1, description="1 for the first run; each rerun adds one")
     priority: int
     reference: str | None
     params: JsonObject

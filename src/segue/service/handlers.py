@@ -27,11 +27,13 @@ from segue.protocol.codec import (
 from segue.protocol.messages import (
     CancelJob,
     ErrorInfo,
+    ErrorReply,
     GetJob,
     JobFinished,
     JobReply,
     JobStatus,
     ListWorkflows,
+    RetryJob,
     StepFailed,
     StepHeartbeat,
     StepProgressed,
@@ -86,6 +88,8 @@ class Handlers:
                 return await self._submit(command)
             case CancelJob():
                 return await self._cancel(command)
+            case RetryJob():
+                return await self._retry(command, message)
             case GetJob():
                 return await self._get_job(command, message)
             case ListWorkflows():
@@ -148,6 +152,29 @@ class Handlers:
         if applied.decision.ignored is not None:
             return Outcome.ack("cancel_ignored", applied.decision.ignored)
         return Outcome.ack("job_cancel_applied")
+
+    async def _retry(self, command: RetryJob, message: AbstractIncomingMessage) -> Outcome:
+        structlog.contextvars.bind_contextvars(job_id=str(command.job_id))
+        applied = await self._applier.apply(
+            command.job_id, engine_events.RerunRequested(reason=command.reason)
+        )
+        if not applied.found:
+            error = ErrorInfo(kind=kinds.UNKNOWN_JOB, message=f"no job {command.job_id}")
+        elif applied.decision.ignored is not None:
+            error = ErrorInfo(kind=kinds.RETRY_REFUSED, message=applied.decision.ignored)
+        else:
+            error = None
+        if message.reply_to:
+            view = await self._store.job_view(command.job_id, include_history=False)
+            reply: BaseModel = (
+                ErrorReply(error=error) if error else JobReply(job_id=command.job_id, job=view)
+            )
+            await self._reply(message, reply)
+        if error is not None and not applied.found:
+            return Outcome.dead(error.message)
+        if error is not None:
+            return Outcome.ack("retry_refused", error.message)
+        return Outcome.ack("job_retried")
 
     async def _get_job(self, command: GetJob, message: AbstractIncomingMessage) -> Outcome:
         if not message.reply_to:

@@ -70,6 +70,7 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "updated_at": aware(job.updated_at, "job.updated_at"),
         "finished_at": aware(job.finished_at, "job.finished_at"),
         "deadline_at": aware(job.deadline_at, "job.deadline_at"),
+        "run": job.run,
     }
 
 
@@ -87,6 +88,7 @@ def row_to_job(row: Row, workflow: Workflow, attempts: Iterable[Attempt]) -> Job
         updated_at=row["updated_at"],
         deadline_at=row["deadline_at"],
         finished_at=row["finished_at"],
+        run=row["run"],
         current_step=row["current_step"],
         attempts=tuple(attempts),
         outputs=row["outputs"],
@@ -119,6 +121,7 @@ def attempt_to_row(job_id: UUID, ordinal: int, attempt: Attempt) -> dict[str, An
         "finished_at": aware(attempt.finished_at, "attempt.finished_at"),
         "last_seen_at": aware(attempt.last_seen_at, "attempt.last_seen_at"),
         "worker_id": attempt.worker_id,
+        "run": attempt.run,
         "progress": attempt.progress,
         "progress_message": attempt.progress_message,
         "output": None if attempt.output is None else _json(attempt.output),
@@ -140,6 +143,7 @@ def row_to_attempt(row: Row) -> Attempt:
         finished_at=row["finished_at"],
         last_seen_at=row["last_seen_at"],
         worker_id=row["worker_id"],
+        run=row["run"],
         progress=row["progress"],
         progress_message=row["progress_message"],
         output=row["output"],
@@ -174,6 +178,7 @@ def row_to_attempt_view(row: Row) -> AttemptView:
         attempt_id=row["attempt_id"],
         step=row["step"],
         number=row["number"],
+        run=row["run"],
         status=AttemptStatus(row["status"]),
         worker_id=row["worker_id"],
         dispatched_at=row["dispatched_at"],
@@ -200,6 +205,7 @@ def row_to_job_view(
         workflow_version=row["workflow_version"],
         workflow_hash=row["workflow_hash"],
         status=JobStatus(row["status"]),
+        run=row["run"],
         priority=row["priority"],
         reference=row["reference"],
         params=row["params"],
