@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -89,7 +90,16 @@ def settings(amqp_url: str, database_url: str, names: Names) -> Settings:
         sweep_interval_s=0.2,
         relay_interval_s=0.5,
         relay_grace_s=1.0,
+        http_host="127.0.0.1",
+        http_port=free_port(),
     )
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

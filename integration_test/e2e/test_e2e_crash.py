@@ -33,6 +33,7 @@ async def start_orchestrator(settings: Settings) -> asyncio.subprocess.Process:
         "SEGUE_RELAY_INTERVAL_S": "0.5",
         "SEGUE_RELAY_GRACE_S": "1",
         "SEGUE_LOG_LEVEL": "warning",
+        "SEGUE_HTTP_PORT": str(settings.http_port),
     }
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "segue", "serve", env=env, stdout=asyncio.subprocess.DEVNULL

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     relay_grace_s: float = Field(
         default=5.0, ge=0, description="outbox rows older than this are left to the relay"
     )
+    http_host: str = Field(default="0.0.0.0", description="address of /healthz, /readyz, /metrics")  # noqa: S104
+    http_port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
     migrate_on_start: bool = Field(default=True, description="run `db upgrade` in `serve`")
     log_level: str = Field(default="info")
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")

@@ -80,8 +80,9 @@ def test_stale_events_of_the_first_run_are_ignored_in_the_second() -> None:
 def test_a_timed_out_job_can_be_rerun_with_a_fresh_deadline() -> None:
     wf = workflow(step("only"), timeout_s=5)
     run = Run.submitted(wf)
-    run.apply(TimerFired(), 6)
-    assert run.live.status is JobStatus.TIMED_OUT
+    timed_out = run.apply(TimerFired(), 6).job
+    assert timed_out is not None
+    assert timed_out.status is JobStatus.TIMED_OUT
     run.apply(RerunRequested(), 100)
     assert run.live.status is JobStatus.QUEUED
     assert run.live.deadline_at is not None

@@ -5,6 +5,7 @@ ack, dead-letter (with the reason in its headers) or requeue, logged once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,6 +48,8 @@ class Outcome:
 
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[Outcome]]
+Observer = Callable[[str, Outcome, float], None]
+"""Told of every settled message: (queue, outcome, seconds it took)."""
 Callback = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 
@@ -63,8 +66,10 @@ class ConsumeBoundary:
         publisher: ConfirmedPublisher,
         dead_exchange: str,
         retry_delay_s: float = 1.0,
+        observer: Observer | None = None,
     ) -> None:
         self._publisher = publisher
+        self._observer = observer
         self._dead_exchange = dead_exchange
         self._retry_delay_s = retry_delay_s
         self._log = structlog.get_logger("segue.consumer")
@@ -82,6 +87,7 @@ class ConsumeBoundary:
         self, queue_name: str, message: AbstractIncomingMessage, handler: Handler
     ) -> None:
         """Handle one message and ack, dead-letter or requeue it."""
+        started = time.monotonic()
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
@@ -100,6 +106,8 @@ class ConsumeBoundary:
             else:
                 self._log_outcome(outcome)
             await self._apply(queue_name, message, outcome)
+            if self._observer is not None:
+                self._observer(queue_name, outcome, time.monotonic() - started)
 
     async def drain(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for messages being handled; returns how many remain."""

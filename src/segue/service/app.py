@@ -17,6 +17,8 @@ from segue.broker.topology import declare_orchestrator_topology
 from segue.protocol.names import Names
 from segue.service.applier import Applier
 from segue.service.handlers import Handlers
+from segue.service.health import HealthMonitor, HealthServer
+from segue.service.metrics import Metrics
 from segue.service.relay import OutboxRelay
 from segue.service.sweeper import run_sweeper
 from segue.settings import Settings
@@ -48,6 +50,7 @@ async def run_service(
     store = await Store.connect(settings.database_url, pool_size=settings.db_pool_size)
     connection = await connect(settings.amqp_url, "segue-orchestrator")
     background: list[asyncio.Task[None]] = []
+    http: HealthServer | None = None
     try:
         publisher = ConfirmedPublisher(await connection.channel(publisher_confirms=True))
         consume_channel = await connection.channel()
@@ -60,10 +63,16 @@ async def run_service(
         handlers = Handlers(
             applier, store, catalog, publisher, names, clock, settings.max_message_bytes
         )
-        boundary = ConsumeBoundary(publisher, names.dead_exchange)
+        metrics = Metrics()
+        boundary = ConsumeBoundary(publisher, names.dead_exchange, observer=metrics.observe)
+        monitor = HealthMonitor(store, connection, metrics)
+        await monitor.probe()
+        http = HealthServer(monitor, metrics, settings.http_host, settings.http_port)
+        http.start()
         background = [
             asyncio.create_task(relay.run(), name="outbox-relay"),
             asyncio.create_task(run_sweeper(applier, settings.sweep_interval_s), name="sweeper"),
+            asyncio.create_task(monitor.run(), name="health-monitor"),
         ]
         consumers = [
             (queue, await queue.consume(boundary.wrap(queue.name, handler)))
@@ -72,7 +81,7 @@ async def run_service(
                 (queues[names.events_queue], handlers.on_event),
             )
         ]
-        log.info("service_ready", namespace=names.namespace)
+        log.info("service_ready", namespace=names.namespace, http_port=http.port)
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -82,6 +91,8 @@ async def run_service(
         if remaining:
             log.warning("service_stopped_with_messages_in_flight", messages=remaining)
     finally:
+        if http is not None:
+            http.stop()
         for task in background:
             task.cancel()
         for task in background:

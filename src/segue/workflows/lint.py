@@ -2,7 +2,8 @@
 
 The model checks each object's shape; :func:`lint` checks how they fit together:
 duplicate names, references to unknown steps, loops, unreachable steps, conditions
-on unknown variables and parameter specs that contradict themselves. Each
+on unknown variables, parameter specs that contradict themselves and constraints
+between parameters that name unknown parameters or compare what has no order. Each
 :class:`Problem` names the place in the file (a JSON path) and what is wrong.
 Using one queue in several steps, even with different settings, is allowed: the
 settings belong to the step, the queue only says which workers run it.
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 from segue.workflows.conditions import walk_vars
 from segue.workflows.model import (
+    DatetimeParameter,
+    DurationParameter,
     FloatParameter,
     IntegerParameter,
     Parameter,
@@ -25,7 +28,13 @@ from segue.workflows.model import (
     Workflow,
     WorkflowFile,
 )
-from segue.workflows.parameters import default_problems
+from segue.workflows.parameters import (
+    comparable,
+    constraint_problem,
+    default_problems,
+    order_key,
+    show_value,
+)
 
 Graph = Mapping[str, list[tuple[str, str]]]
 """Step name -> (next step name, JSON path of the reference) for each known target."""
@@ -95,10 +104,14 @@ def _parameter_problems(workflow: Workflow, path: str) -> Iterator[Problem]:
             yield Problem(f"{where}.default", reason)
         for reason in default_problems(param):
             yield Problem(f"{where}.default", reason)
+    yield from _constraint_problems(workflow, path)
 
 
 def _bounds_problems(param: Parameter, where: str) -> Iterator[Problem]:
     """A lower bound above the upper bound leaves no valid value."""
+    if isinstance(param, DatetimeParameter | DurationParameter):
+        yield from _time_bounds_problems(param, where)
+        return
     if isinstance(param, IntegerParameter | FloatParameter):
         low, high, key = param.minimum, param.maximum, "minimum"
     elif isinstance(param, StringParameter):
@@ -108,6 +121,59 @@ def _bounds_problems(param: Parameter, where: str) -> Iterator[Problem]:
     if low is not None and high is not None and low > high:
         upper = key.replace("min", "max")
         yield Problem(f"{where}.{key}", f"{key} {low} is greater than {upper} {high}")
+
+
+def _time_bounds_problems(
+    param: DatetimeParameter | DurationParameter, where: str
+) -> Iterator[Problem]:
+    """A datetime minimum after its maximum, or a duration minimum longer than its maximum."""
+    low, high = param.minimum, param.maximum
+    if low is None or high is None or order_key(param, low) <= order_key(param, high):
+        return
+    word = "after" if isinstance(param, DatetimeParameter) else "longer than"
+    reason = f"minimum {show_value(param, low)} is {word} maximum {show_value(param, high)}"
+    yield Problem(f"{where}.minimum", reason)
+
+
+def _constraint_problems(workflow: Workflow, path: str) -> Iterator[Problem]:
+    """Constraints on unknown parameters, between values without a common order, or
+    that the defaults already break (every job relying on them would be refused)."""
+    by_name = {param.name: param for param in workflow.parameters}
+    defaults = {p.name: p.default for p in workflow.parameters if p.default is not None}
+    for index, param in enumerate(workflow.parameters):
+        for number, constraint in enumerate(param.constraints):
+            where = f"{path}.parameters[{index}].constraints[{number}]"
+            problem = _constraint_target_problem(param, constraint.other, by_name, where)
+            if problem is not None:
+                yield problem
+                continue
+            broken = constraint_problem(param, constraint, by_name, defaults)
+            if broken is not None:
+                yield Problem(where, f"the defaults break it: {param.name} {broken}")
+
+
+def _constraint_target_problem(
+    param: Parameter, other: str, by_name: Mapping[str, Parameter], where: str
+) -> Problem | None:
+    """Why ``param`` cannot be compared with the parameter called ``other`` (None: it can)."""
+    if other not in by_name:
+        known = ", ".join(by_name)
+        return Problem(f"{where}.other", f"unknown parameter {other!r} (parameters: {known})")
+    if other == param.name:
+        return Problem(f"{where}.other", "a parameter cannot be compared with itself")
+    if not comparable(param, param):
+        reason = (
+            f"a {param.type} parameter has no order: constraints compare numbers, "
+            "datetimes or durations"
+        )
+        return Problem(where, reason)
+    if not comparable(param, by_name[other]):
+        reason = (
+            f"parameter {other!r} is a {by_name[other].type}, which does not compare "
+            f"with {param.name!r}, a {param.type}"
+        )
+        return Problem(f"{where}.other", reason)
+    return None
 
 
 def _duplicate_enum_values(values: list[str], path: str) -> Iterator[Problem]:

@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 
 from segue.errors import ConfigurationError
 from segue.protocol.names import QUEUE_NAME_PATTERN
+from segue.workflows.legacy import from_legacy, legacy_problems
 from segue.workflows.lint import Problem, lint
 from segue.workflows.model import (
     NAME_PATTERN,
@@ -31,6 +32,7 @@ from segue.workflows.model import (
 from segue.workflows.parameters import parameters_schema
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
 _PATTERN_WORDS = {
     VAR_PATTERN: "a variable: params.<name> or outputs.<step>.<key>[.<key>...]",
     NAME_PATTERN: "a name: a letter, then up to 99 letters, digits, '_' or '-'",
@@ -148,15 +150,21 @@ def parse_workflows(data: Any, source: str = "<memory>") -> Catalog:
 def _parse_legacy(data: list[Any], source: str) -> Catalog:
     """The legacy OMOTES format: a top-level array of single-step workflow types.
 
-    Not supported yet. When it is, each item becomes a one-step workflow whose
-    queue is its ``workflow_type_name`` and whose parameters come from
-    ``workflow_parameters``; the result then goes through :func:`lint` like any file.
+    Each item becomes a one-step workflow whose step and queue are named by its
+    ``workflow_type_name`` (see :mod:`segue.workflows.legacy`); the result goes
+    through the model and :func:`lint` like any file, and problems name places
+    in the legacy file.
     """
-    reason = (
-        "this looks like the legacy OMOTES format (a top-level array), which is not "
-        "supported yet; write an object with 'format_version': 1 and 'workflows'"
-    )
-    raise WorkflowConfigError(source, [Problem("$", reason)])
+    converted, problems = from_legacy(data)
+    try:
+        file = WorkflowFile.model_validate(converted)
+    except ValidationError as exc:
+        problems.extend(legacy_problems(_model_problems(exc)))
+        raise WorkflowConfigError(source, problems) from exc
+    problems.extend(legacy_problems(lint(file)))
+    if problems:
+        raise WorkflowConfigError(source, problems)
+    return Catalog(LoadedWorkflow.of(workflow) for workflow in file.workflows)
 
 
 def _model_problems(exc: ValidationError) -> list[Problem]:
@@ -168,9 +176,12 @@ def _json_path(error: ErrorDetails) -> str:
     """``('workflows', 0, 'steps', 1, 'timeout_s')`` -> ``$.workflows[0].steps[1].timeout_s``.
 
     Tags of tagged unions are dropped: they are in the location, not in the file
-    (except as the last part of an unknown key, which is the key itself).
+    (except as the last part of an unknown key, which is the key itself). A missing
+    or unknown tag is a problem of the key holding it (``...parameters[0].type``).
     """
     loc = error["loc"]
+    if error["type"] in _TAG_ERRORS:
+        loc = (*loc, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
     parts = ["$"]
     for index, part in enumerate(loc):
         is_key = index == len(loc) - 1 and error["type"] == "extra_forbidden"
@@ -188,7 +199,7 @@ def _json_path(error: ErrorDetails) -> str:
 def _reason(error: ErrorDetails) -> str:
     """Pydantic's message, worded for a file and with the offending value."""
     kind, value = error["type"], error.get("input")
-    if kind == "missing":
+    if kind in ("missing", "union_tag_not_found"):
         return "required key is missing"
     if kind == "extra_forbidden":
         return "unknown key (not allowed here)"
@@ -197,6 +208,9 @@ def _reason(error: ErrorDetails) -> str:
         message = str(context.get("error", error["msg"]))
     elif kind == "string_pattern_mismatch" and context.get("pattern") in _PATTERN_WORDS:
         message = f"must be {_PATTERN_WORDS[context['pattern']]}"
+    elif kind == "union_tag_invalid":
+        message = f"must be one of {context.get('expected_tags')}"
+        value = context.get("tag")
     else:
         message = error["msg"]
     if isinstance(value, str | int | float | bool) or value is None:

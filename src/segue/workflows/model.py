@@ -19,15 +19,22 @@ from pydantic import (
 )
 
 from segue.protocol.names import QUEUE_NAME_PATTERN
+from segue.workflows.timevalues import (
+    DATETIME_PATTERN,
+    DURATION_PATTERN,
+    parse_datetime,
+    parse_duration,
+)
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,99}$"
+PARAMETER_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
 VAR_PATTERN = (
     r"^(params\.[A-Za-z_][A-Za-z0-9_]*|outputs\.[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+)$"
 )
 """``params.<name>`` or ``outputs.<step>.<key>[.<key>...]``."""
 
 UNION_TAGS = frozenset(
-    {"string", "boolean", "integer", "float"}  # Parameter, by its ``type``
+    {"string", "boolean", "integer", "float", "datetime", "duration"}  # Parameter, by ``type``
     | {"comparison", "all_of", "any_of", "negation", "existence"}  # Condition
     | {"step_name", "switch"}  # Step.next
 )
@@ -48,17 +55,36 @@ class Strict(BaseModel):
 # --- parameters ------------------------------------------------------------------------
 
 
+Relation = Literal["greater", "greater_or_eq", "smaller", "smaller_or_eq", "eq"]
+
+
+class Constraint(Strict):
+    """This parameter's value must stand in ``relation`` to the value of parameter ``other``.
+
+    E.g. on ``end_time``: ``{"other": "start_time", "relation": "greater"}``. It
+    compares numbers, datetimes or durations, once defaults are applied; a
+    constraint on a parameter without a value is not checked.
+    """
+
+    other: str = Field(pattern=PARAMETER_NAME_PATTERN, description="the parameter compared with")
+    relation: Relation = Field(description="this value is greater / smaller / equal to the other")
+
+
 class ParameterBase(Strict):
     """Fields shared by every parameter type."""
 
     name: str = Field(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$",
+        pattern=PARAMETER_NAME_PATTERN,
         description="the key of the parameter in a job's params; ``params.<name>`` in conditions",
     )
     title: str | None = Field(default=None, description="short label a UI shows")
     description: str | None = Field(default=None, description="help text a UI shows")
     required: bool = Field(
         default=False, description="the submitter must give a value (no default applies)"
+    )
+    constraints: list[Constraint] = Field(
+        default_factory=list,
+        description="relations to other parameters (numbers, datetimes and durations only)",
     )
 
 
@@ -104,8 +130,73 @@ class FloatParameter(ParameterBase):
     maximum: float | None = None
 
 
+def _datetime_field(description: str) -> Any:
+    """An optional datetime field; its schema gives editors the format (the model checks it)."""
+    extra = {"format": "date-time", "pattern": DATETIME_PATTERN}
+    return Field(default=None, description=description, json_schema_extra=extra)
+
+
+def _duration_field(description: str) -> Any:
+    """An optional duration field; in its schema "pattern" applies to text, "minimum" to
+    numbers (the model checks it)."""
+    extra = {"format": "duration", "pattern": DURATION_PATTERN, "minimum": 0}
+    return Field(default=None, description=description, json_schema_extra=extra)
+
+
+class DatetimeParameter(ParameterBase):
+    """A moment: ISO 8601 with a timezone offset, e.g. ``2030-01-01T00:00:00+00:00``.
+
+    Values keep the text given; bounds compare the moments they stand for.
+    """
+
+    type: Literal["datetime"] = "datetime"
+    default: str | None = _datetime_field("ISO 8601 with a timezone offset")
+    minimum: str | None = _datetime_field("the earliest allowed moment")
+    maximum: str | None = _datetime_field("the latest allowed moment")
+
+    @field_validator("default", "minimum", "maximum", mode="before")
+    @classmethod
+    def _is_datetime(cls, value: Any) -> Any:
+        """Refuse text that is no datetime with an offset (the message says the format)."""
+        if value is not None:
+            parse_datetime(value)
+        return value
+
+
+DurationValue = str | int | float
+"""An ISO 8601 duration (``PT1H30M``, ``P7D``) or a number of seconds."""
+
+
+class DurationParameter(ParameterBase):
+    """A length of time: ISO 8601 (``PT1H30M``, ``P7D``) or a number of seconds.
+
+    Values keep the form given (text or number); bounds and relations compare the
+    lengths they stand for, so ``PT1H`` equals ``3600``.
+    """
+
+    type: Literal["duration"] = "duration"
+    default: DurationValue | None = _duration_field(
+        "ISO 8601 duration (no years or months) or seconds"
+    )
+    minimum: DurationValue | None = _duration_field("the shortest allowed")
+    maximum: DurationValue | None = _duration_field("the longest allowed")
+
+    @field_validator("default", "minimum", "maximum", mode="before")
+    @classmethod
+    def _is_duration(cls, value: Any) -> Any:
+        """Refuse what is no duration with one message (rather than one per union member)."""
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
 Parameter = Annotated[
-    StringParameter | BooleanParameter | IntegerParameter | FloatParameter,
+    StringParameter
+    | BooleanParameter
+    | IntegerParameter
+    | FloatParameter
+    | DatetimeParameter
+    | DurationParameter,
     Field(discriminator="type"),
 ]
 

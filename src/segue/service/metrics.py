@@ -1,0 +1,40 @@
+"""Prometheus metrics of one orchestrator (a registry per service, no globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from segue.broker.boundary import Outcome
+
+
+class Metrics:
+    """The orchestrator's counters, gauges and histograms."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.messages = Counter(
+            "segue_messages_total",
+            "Messages handled, by queue and verdict (ack, dead_letter, requeue).",
+            ["queue", "verdict"],
+            registry=self.registry,
+        )
+        self.handling_seconds = Histogram(
+            "segue_message_handling_seconds",
+            "Time from receiving a message to settling it.",
+            ["queue"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.outbox_rows = Gauge(
+            "segue_outbox_rows", "Outbox rows not yet published.", registry=self.registry
+        )
+        self.ready = Gauge(
+            "segue_ready",
+            "1 when the database and the broker are reachable.",
+            registry=self.registry,
+        )
+
+    def observe(self, queue: str, outcome: Outcome, seconds: float) -> None:
+        """Count one settled message (the consume boundary calls this)."""
+        self.messages.labels(queue=queue, verdict=outcome.verdict.value).inc()
+        self.handling_seconds.labels(queue=queue).observe(seconds)
