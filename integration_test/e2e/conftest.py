@@ -105,6 +105,13 @@ def free_port() -> int:
 @pytest.fixture
 async def service(settings: Settings) -> AsyncIterator[Settings]:
     """The orchestrator, running in this event loop until the test ends."""
+    async with running_service(settings):
+        yield settings
+
+
+@contextlib.asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[Settings]:
+    """Run the orchestrator in this event loop while the block runs."""
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_service(settings, stop, ready))
     waiter = asyncio.create_task(ready.wait())
@@ -112,9 +119,11 @@ async def service(settings: Settings) -> AsyncIterator[Settings]:
     if task.done():
         task.result()
     assert ready.is_set(), "the orchestrator did not become ready in 30 s"
-    yield settings
-    stop.set()
-    await asyncio.wait_for(task, 40)
+    try:
+        yield settings
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 40)
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 Each handler works for ``params["step_seconds"]`` (default 1 s) in ten
 increments, reporting progress; raises :class:`DemoFailure` halfway through
-when ``params["fail_at"]`` names its step; and returns a small, plausible
+when ``params["fail_at"]`` names its step (and kills the whole worker process
+when ``params["crash_at"]`` does: a poison job); and returns a small, plausible
 result computed deterministically from the parameters and earlier outputs.
 ``prepare``, ``optimise`` and ``quick_check`` are async; ``simulate`` and
 ``report`` are plain blocking functions (run in a thread) that stop early when
@@ -12,6 +13,7 @@ the attempt is cancelled.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -20,6 +22,8 @@ from segue.worker import StepContext, step_handler
 JsonObject = dict[str, Any]
 
 INCREMENTS = 10
+CRASH_EXIT_CODE = 137
+"""Exit code of a worker killed by ``params["crash_at"]`` (as after SIGKILL)."""
 DEFAULT_STEP_SECONDS = 1.0
 DEMAND_TWH_BY_REGION = {"nl": 120.0, "de": 500.0, "be": 85.0}
 """Annual electricity demand today, roughly."""
@@ -40,8 +44,14 @@ def _step_seconds(ctx: StepContext) -> float:
 
 
 def _maybe_fail(ctx: StepContext, increment: int) -> None:
-    if increment == INCREMENTS // 2 and ctx.params.get("fail_at") == ctx.step:
+    if increment != INCREMENTS // 2:
+        return
+    if ctx.params.get("fail_at") == ctx.step:
         raise DemoFailure(f"step {ctx.step!r} failed on purpose (params.fail_at)")
+    if ctx.params.get("crash_at") == ctx.step:
+        # A poison job: the whole worker process dies, as in an out-of-memory kill.
+        ctx.log.warning("demo_worker_crashing_on_purpose")
+        os._exit(CRASH_EXIT_CODE)
 
 
 async def _work(ctx: StepContext) -> None:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
 
 from segue.broker.boundary import ConsumeBoundary
 from segue.broker.connection import connect
 from segue.broker.publisher import ConfirmedPublisher
-from segue.broker.topology import declare_orchestrator_topology
+from segue.broker.topology import declare_orchestrator_topology, declare_queue
+from segue.errors import ConfigurationError
 from segue.protocol.names import Names
+from segue.protocol.topology import task_queue
 from segue.service.applier import Applier
 from segue.service.handlers import Handlers
 from segue.service.health import HealthMonitor, HealthServer
@@ -34,28 +38,79 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass
+class Parts:
+    """What a running orchestrator is made of."""
+
+    store: Store
+    connection: AbstractRobustConnection
+    channel: AbstractChannel
+    queues: dict[str, AbstractQueue]
+    handlers: Handlers
+    boundary: ConsumeBoundary
+    http: HealthServer
+    background: list[asyncio.Task[None]]
+
+
 async def run_service(
     settings: Settings,
     stop: asyncio.Event,
     ready: asyncio.Event | None = None,
     clock: Callable[[], datetime] = utc_now,
+    reload: asyncio.Event | None = None,
 ) -> None:
-    """Run the orchestrator until ``stop`` is set; ``ready`` is set once consuming."""
+    """Run the orchestrator until ``stop`` is set; ``ready`` is set once consuming.
+
+    Setting ``reload`` (SIGHUP in ``segue serve``) reloads the workflow file:
+    new submissions use the new definitions, running jobs keep the ones they
+    pinned; an invalid file is refused and the old definitions stay.
+    """
     log = structlog.get_logger("segue.service")
-    catalog = load_workflows(settings.workflow_config)
     names = Names(settings.namespace)
-    log.info("service_starting", settings=settings.safe_dict(), workflows=list(catalog.names))
+    async with _assembled(settings, names, clock) as parts:
+        if reload is not None:
+            parts.background.append(_spawn(_reload_on(reload, settings, names, parts), "reload"))
+        consumers = [
+            (queue, await queue.consume(parts.boundary.wrap(queue.name, handler)))
+            for queue, handler in (
+                (parts.queues[names.commands_queue], parts.handlers.on_command),
+                (parts.queues[names.events_queue], parts.handlers.on_event),
+            )
+        ]
+        log.info("service_ready", namespace=names.namespace, http_port=parts.http.port)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("service_stopping")
+        for queue, tag in consumers:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        remaining = await parts.boundary.drain(DRAIN_TIMEOUT_S)
+        if remaining:
+            log.warning("service_stopped_with_messages_in_flight", messages=remaining)
+    log.info("service_stopped")
+
+
+@contextlib.asynccontextmanager
+async def _assembled(
+    settings: Settings, names: Names, clock: Callable[[], datetime]
+) -> AsyncIterator[Parts]:
+    """Build every part, yield them, and take them down in reverse order."""
+    catalog = load_workflows(settings.workflow_config)
+    structlog.get_logger("segue.service").info(
+        "service_starting", settings=settings.safe_dict(), workflows=list(catalog.names)
+    )
     if settings.migrate_on_start:
         await asyncio.to_thread(upgrade_database, settings.database_url)
-    store = await Store.connect(settings.database_url, pool_size=settings.db_pool_size)
-    connection = await connect(settings.amqp_url, "segue-orchestrator")
-    background: list[asyncio.Task[None]] = []
-    http: HealthServer | None = None
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        store = await Store.connect(settings.database_url, pool_size=settings.db_pool_size)
+        stack.push_async_callback(store.close)
+        connection = await connect(settings.amqp_url, "segue-orchestrator")
+        stack.push_async_callback(connection.close)
         publisher = ConfirmedPublisher(await connection.channel(publisher_confirms=True))
-        consume_channel = await connection.channel()
-        await consume_channel.set_qos(prefetch_count=settings.prefetch)
-        queues = await declare_orchestrator_topology(consume_channel, names, catalog.queues())
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=settings.prefetch)
+        queues = await declare_orchestrator_topology(channel, names, catalog.queues())
         relay = OutboxRelay(
             store, publisher, clock, settings.relay_interval_s, settings.relay_grace_s
         )
@@ -64,46 +119,45 @@ async def run_service(
             applier, store, catalog, publisher, names, clock, settings.max_message_bytes
         )
         metrics = Metrics()
-        boundary = ConsumeBoundary(publisher, names.dead_exchange, observer=metrics.observe)
         monitor = HealthMonitor(store, connection, metrics)
         await monitor.probe()
         http = HealthServer(monitor, metrics, settings.http_host, settings.http_port)
         http.start()
+        stack.callback(http.stop)
         background = [
-            asyncio.create_task(relay.run(), name="outbox-relay"),
-            asyncio.create_task(run_sweeper(applier, settings.sweep_interval_s), name="sweeper"),
-            asyncio.create_task(monitor.run(), name="health-monitor"),
+            _spawn(relay.run(), "outbox-relay"),
+            _spawn(run_sweeper(applier, settings.sweep_interval_s), "sweeper"),
+            _spawn(monitor.run(), "health-monitor"),
         ]
-        consumers = [
-            (queue, await queue.consume(boundary.wrap(queue.name, handler)))
-            for queue, handler in (
-                (queues[names.commands_queue], handlers.on_command),
-                (queues[names.events_queue], handlers.on_event),
-            )
-        ]
-        log.info("service_ready", namespace=names.namespace, http_port=http.port)
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-        log.info("service_stopping")
-        await _stop_consuming(consumers)
-        remaining = await boundary.drain(DRAIN_TIMEOUT_S)
-        if remaining:
-            log.warning("service_stopped_with_messages_in_flight", messages=remaining)
-    finally:
-        if http is not None:
-            http.stop()
-        for task in background:
-            task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await connection.close()
-        await store.close()
-        log.info("service_stopped")
+        stack.push_async_callback(_cancel_all, background)
+        boundary = ConsumeBoundary(publisher, names.dead_exchange, observer=metrics.observe)
+        yield Parts(store, connection, channel, queues, handlers, boundary, http, background)
 
 
-async def _stop_consuming(consumers: list[tuple[AbstractQueue, str]]) -> None:
-    for queue, tag in consumers:
-        with contextlib.suppress(Exception):
-            await queue.cancel(tag)
+async def _reload_on(reload: asyncio.Event, settings: Settings, names: Names, parts: Parts) -> None:
+    """Reload the workflow file each time ``reload`` is set."""
+    log = structlog.get_logger("segue.service")
+    while True:
+        await reload.wait()
+        reload.clear()
+        try:
+            catalog = await asyncio.to_thread(load_workflows, settings.workflow_config)
+        except ConfigurationError as exc:
+            log.error("workflows_reload_refused", error=str(exc))  # noqa: TRY400 - precise already
+            continue
+        for queue in sorted(catalog.queues()):
+            await declare_queue(parts.channel, task_queue(names, queue))
+        parts.handlers.use_catalog(catalog)
+        log.info("workflows_reloaded", workflows=list(catalog.names))
+
+
+def _spawn(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    return asyncio.create_task(coroutine, name=name)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -72,6 +72,10 @@ class Handlers:
         self._max_body_bytes = max_body_bytes
         self._log = structlog.get_logger("segue.handlers")
 
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Serve new submissions from ``catalog`` (running jobs keep their pinned workflow)."""
+        self._catalog = catalog
+
     # --- commands -------------------------------------------------------------------
 
     async def on_command(self, message: AbstractIncomingMessage) -> Outcome:
