@@ -110,10 +110,12 @@ async def service(settings: Settings) -> AsyncIterator[Settings]:
 
 
 @contextlib.asynccontextmanager
-async def running_service(settings: Settings) -> AsyncIterator[Settings]:
+async def running_service(
+    settings: Settings, reload: asyncio.Event | None = None
+) -> AsyncIterator[Settings]:
     """Run the orchestrator in this event loop while the block runs."""
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_service(settings, stop, ready))
+    task = asyncio.create_task(run_service(settings, stop, ready, reload=reload))
     waiter = asyncio.create_task(ready.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED, timeout=30)
     if task.done():

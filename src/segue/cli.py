@@ -9,6 +9,7 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 from uuid import UUID
@@ -69,18 +70,19 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 @app.command()
 def serve() -> None:
-    """Run the orchestrator until SIGTERM/SIGINT (settings from SEGUE_* variables)."""
+    """Run the orchestrator until SIGTERM/SIGINT; SIGHUP reloads the workflow file."""
     from segue.service.app import run_service
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
 
     async def serve_until_signalled() -> None:
-        stop = asyncio.Event()
+        stop, reload = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_service(settings, stop)
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
+        await run_service(settings, stop, reload=reload)
 
     _run(serve_until_signalled())
 
@@ -127,6 +129,39 @@ def workflows_check(
     except WorkflowConfigError as exc:
         _fail(str(exc))
     Console().print(f"{path}: ok ({len(catalog)} workflows: {', '.join(catalog.names)})")
+
+
+class ShowFormat(StrEnum):
+    """How ``segue workflows show`` draws a workflow."""
+
+    OUTLINE = "outline"
+    MERMAID = "mermaid"
+
+
+@workflows_app.command("show")
+def workflows_show(
+    name: Annotated[str, typer.Argument(help="Workflow name")],
+    file: Annotated[
+        Path | None, typer.Option(help="Read this file instead of SEGUE_WORKFLOW_CONFIG")
+    ] = None,
+    fmt: Annotated[
+        ShowFormat, typer.Option("--format", help="A text outline or a Mermaid flowchart")
+    ] = ShowFormat.OUTLINE,
+) -> None:
+    """Show a workflow: parameters and steps as text, or a Mermaid flowchart."""
+    from segue.workflows.diagram import to_mermaid, to_outline
+    from segue.workflows.loader import WorkflowConfigError, load_workflows
+
+    path = file if file is not None else _settings().workflow_config
+    try:
+        catalog = load_workflows(path)
+    except WorkflowConfigError as exc:
+        _fail(str(exc))
+    loaded = catalog.get(name)
+    if loaded is None:
+        _fail(f"no workflow {name!r} in {path} (workflows: {', '.join(catalog.names)})")
+    draw = to_mermaid if fmt is ShowFormat.MERMAID else to_outline
+    print(draw(loaded.workflow), end="")
 
 
 @workflows_app.command("list")
