@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from segue.workflows.conditions import evaluate, next_step, referenced_vars
+from segue.workflows.conditions import describe, evaluate, next_step, referenced_vars
 from segue.workflows.model import Condition, Step
 
 CONDITION = TypeAdapter[Condition](Condition)
@@ -212,3 +212,35 @@ def test_evaluation_never_raises_on_any_json(op: str, actual: Any, value: Any, o
     assert isinstance(evaluate(condition, {}, {"s": {**output, "k": actual}}), bool)
     membership = cond({"var": "outputs.s.k", "op": "in", "value": [value]})
     assert isinstance(evaluate(membership, {}, {"s": output}), bool)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"var": "params.simulate", "op": "==", "value": True}, "params.simulate == true"),
+        (
+            {"var": "params.region", "op": "in", "value": ["nl", "de"]},
+            'params.region in ["nl", "de"]',
+        ),
+        (
+            {"var": "outputs.optimise.cost", "op": "<=", "value": 1.5},
+            "outputs.optimise.cost <= 1.5",
+        ),
+        ({"exists": "outputs.prepare.rows"}, "outputs.prepare.rows exists"),
+        (
+            {"not": {"var": "params.region", "op": "==", "value": "nl"}},
+            'not (params.region == "nl")',
+        ),
+        (
+            {
+                "all": [
+                    {"var": "params.horizon", "op": ">", "value": 5},
+                    {"any": [{"exists": "params.price"}, {"not": {"exists": "params.tags"}}]},
+                ]
+            },
+            "params.horizon > 5 and (params.price exists or not (params.tags exists))",
+        ),
+    ],
+)
+def test_describe_reads_like_the_condition(data: dict[str, Any], expected: str) -> None:
+    assert describe(cond(data)) == expected

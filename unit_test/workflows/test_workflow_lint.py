@@ -297,6 +297,136 @@ CASES: list[tuple[str, Callable[[Json], None], list[Problem]]] = [
             )
         ],
     ),
+    (
+        "datetime minimum after maximum",
+        append_to(
+            "parameters",
+            {
+                "name": "t",
+                "type": "datetime",
+                "minimum": "2030-01-01T00:00:00+00:00",
+                "maximum": "2030-01-01T00:30:00+01:00",
+            },
+        ),
+        [
+            Problem(
+                f"{W}.parameters[3].minimum",
+                "minimum 2030-01-01T00:00:00+00:00 is after maximum 2030-01-01T00:30:00+01:00",
+            )
+        ],
+    ),
+    (
+        "duration minimum longer than maximum",
+        append_to(
+            "parameters", {"name": "d", "type": "duration", "minimum": 7200, "maximum": "PT1H"}
+        ),
+        [Problem(f"{W}.parameters[3].minimum", "minimum 7200 s is longer than maximum PT1H")],
+    ),
+    (
+        "datetime default before minimum",
+        append_to(
+            "parameters",
+            {
+                "name": "t",
+                "type": "datetime",
+                "minimum": "2030-01-01T00:00:00Z",
+                "default": "2029-01-01T00:00:00Z",
+            },
+        ),
+        [
+            Problem(
+                f"{W}.parameters[3].default",
+                "2029-01-01T00:00:00Z is before the minimum 2030-01-01T00:00:00Z",
+            )
+        ],
+    ),
+    (
+        "duration default longer than maximum",
+        append_to(
+            "parameters", {"name": "d", "type": "duration", "maximum": "P1D", "default": "P2D"}
+        ),
+        [Problem(f"{W}.parameters[3].default", "P2D is longer than the maximum P1D")],
+    ),
+    (
+        "constraint on an unknown parameter",
+        set_in(["parameters", 1, "constraints"], [{"other": "yaers", "relation": "greater"}]),
+        [
+            Problem(
+                f"{W}.parameters[1].constraints[0].other",
+                "unknown parameter 'yaers' (parameters: simulate, years, region)",
+            )
+        ],
+    ),
+    (
+        "constraint on the parameter itself",
+        set_in(["parameters", 1, "constraints"], [{"other": "years", "relation": "eq"}]),
+        [
+            Problem(
+                f"{W}.parameters[1].constraints[0].other",
+                "a parameter cannot be compared with itself",
+            )
+        ],
+    ),
+    (
+        "constraint on a parameter without order",
+        set_in(["parameters", 2, "constraints"], [{"other": "years", "relation": "greater"}]),
+        [
+            Problem(
+                f"{W}.parameters[2].constraints[0]",
+                "a string parameter has no order: constraints compare numbers, "
+                "datetimes or durations",
+            )
+        ],
+    ),
+    (
+        "constraint between incomparable types",
+        append_to(
+            "parameters",
+            {
+                "name": "window",
+                "type": "duration",
+                "constraints": [{"other": "years", "relation": "smaller"}],
+            },
+        ),
+        [
+            Problem(
+                f"{W}.parameters[3].constraints[0].other",
+                "parameter 'years' is an integer, which does not compare with 'window', a duration",
+            )
+        ],
+    ),
+    (
+        "constraint on a boolean",
+        set_in(["parameters", 1, "constraints"], [{"other": "simulate", "relation": "greater"}]),
+        [
+            Problem(
+                f"{W}.parameters[1].constraints[0].other",
+                "parameter 'simulate' is a boolean, which does not compare with 'years', "
+                "an integer",
+            )
+        ],
+    ),
+    (
+        "defaults that break a constraint",
+        lambda data: plan(data)["parameters"].extend(
+            [
+                {"name": "start", "type": "datetime", "default": "2030-01-02T00:00:00Z"},
+                {
+                    "name": "end",
+                    "type": "datetime",
+                    "default": "2030-01-01T00:00:00Z",
+                    "constraints": [{"other": "start", "relation": "greater"}],
+                },
+            ]
+        ),
+        [
+            Problem(
+                f"{W}.parameters[4].constraints[0]",
+                "the defaults break it: end must be greater than params.start "
+                "(2030-01-01T00:00:00Z ≤ 2030-01-02T00:00:00Z)",
+            )
+        ],
+    ),
 ]
 
 
@@ -319,3 +449,22 @@ def test_every_loop_in_a_workflow_is_reported_once() -> None:
 
 def test_problem_reads_as_path_and_reason() -> None:
     assert str(Problem("$.workflows[0].name", "bad")) == "$.workflows[0].name: bad"
+
+
+def test_constraints_between_comparable_parameters_are_fine() -> None:
+    def change(data: Json) -> None:
+        plan(data)["parameters"].extend(
+            [
+                {"name": "price", "type": "float", "default": 60.5},
+                {"name": "start", "type": "datetime", "default": "2030-01-01T00:00:00Z"},
+                {"name": "end", "type": "datetime", "default": "2030-01-02T00:00:00Z"},
+                {"name": "step", "type": "duration", "default": "PT1H"},
+                {"name": "window", "type": "duration", "default": 86400},
+            ]
+        )
+        params = {param["name"]: param for param in plan(data)["parameters"]}
+        params["years"]["constraints"] = [{"other": "price", "relation": "smaller"}]
+        params["end"]["constraints"] = [{"other": "start", "relation": "greater"}]
+        params["window"]["constraints"] = [{"other": "step", "relation": "greater_or_eq"}]
+
+    assert lint_after(change) == []

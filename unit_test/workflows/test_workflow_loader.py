@@ -82,6 +82,9 @@ def test_shipped_energy_plan_defaults() -> None:
         "co2_price_eur": 80.0,
         "step_seconds": 1.0,
         "fail_at": "none",
+        "scenario_start": "2030-01-01T00:00:00+00:00",
+        "resolution": "PT1H",
+        "simulation_window": "P7D",
     }
     schema = plan.parameters_schema
     assert schema["properties"]["fail_at"]["enum"] == [
@@ -201,6 +204,7 @@ def branch(when: Any) -> dict[str, Any]:
 
 BRANCH = "$.workflows[0].steps[1].next.branches[0]"
 PARAM = "$.workflows[0].parameters[0]"
+STEP = {"name": "a", "queue": "a"}
 
 
 def with_param(**fields: Any) -> dict[str, Any]:
@@ -268,10 +272,85 @@ def with_param(**fields: Any) -> dict[str, Any]:
             with_param(type="int"),
             [
                 Problem(
-                    PARAM,
-                    "Input tag 'int' found using 'type' does not "
-                    "match any of the expected tags: 'string', "
-                    "'boolean', 'integer', 'float'",
+                    f"{PARAM}.type",
+                    "must be one of 'string', 'boolean', 'integer', 'float', 'datetime', "
+                    """'duration' (got "int")""",
+                )
+            ],
+        ),
+        (
+            {"workflows": [{"name": "w", "parameters": [{"name": "x"}], "steps": [STEP]}]},
+            [Problem(f"{PARAM}.type", "required key is missing")],
+        ),
+        (
+            with_param(type="datetime", default="2030-01-01 00:00"),
+            [
+                Problem(
+                    f"{PARAM}.default",
+                    "must be a date-time with a timezone offset (ISO 8601, e.g. "
+                    '2030-01-01T00:00:00+00:00) (got "2030-01-01 00:00")',
+                )
+            ],
+        ),
+        (
+            with_param(type="datetime", default="2030-01-01T00:00:00"),
+            [
+                Problem(
+                    f"{PARAM}.default",
+                    "must be a date-time with a timezone offset (ISO 8601, e.g. "
+                    '2030-01-01T00:00:00+00:00) (got "2030-01-01T00:00:00")',
+                )
+            ],
+        ),
+        (
+            with_param(type="datetime", default="2030-02-30T00:00:00Z", maximum=5),
+            [
+                Problem(
+                    f"{PARAM}.default",
+                    "must be a date-time with a timezone offset (ISO 8601, e.g. "
+                    "2030-01-01T00:00:00+00:00); day is out of range for month "
+                    '(got "2030-02-30T00:00:00Z")',
+                ),
+                Problem(
+                    f"{PARAM}.maximum",
+                    "must be a date-time with a timezone offset (ISO 8601, e.g. "
+                    "2030-01-01T00:00:00+00:00) (got 5)",
+                ),
+            ],
+        ),
+        (
+            with_param(type="duration", default="P1M", minimum=True),
+            [
+                Problem(
+                    f"{PARAM}.default",
+                    "must be a duration (ISO 8601 like PT1H30M or P7D, or a number of seconds); "
+                    "years and months have no fixed length: give weeks, days, hours, minutes "
+                    'or seconds (got "P1M")',
+                ),
+                Problem(
+                    f"{PARAM}.minimum",
+                    "must be a duration (ISO 8601 like PT1H30M or P7D, or a number of seconds) "
+                    "(got true)",
+                ),
+            ],
+        ),
+        (
+            with_param(type="duration", default=-60),
+            [
+                Problem(
+                    f"{PARAM}.default",
+                    "must be a duration (ISO 8601 like PT1H30M or P7D, or a number of seconds); "
+                    "it is negative (got -60)",
+                )
+            ],
+        ),
+        (
+            with_param(constraints=[{"other": "x", "relation": "bigger"}]),
+            [
+                Problem(
+                    f"{PARAM}.constraints[0].relation",
+                    "Input should be 'greater', 'greater_or_eq', 'smaller', 'smaller_or_eq' "
+                    "or 'eq' (got \"bigger\")",
                 )
             ],
         ),
@@ -320,20 +399,6 @@ def test_file_that_is_not_an_object(data: Any) -> None:
     assert problems_of(data) == [
         Problem("$", "the file must hold a JSON object with 'format_version' and 'workflows'")
     ]
-
-
-def test_legacy_array_format_is_refused_with_a_clear_reason() -> None:
-    legacy = [
-        {
-            "workflow_type_name": "grow_optimizer",
-            "workflow_type_description_name": "Grow Optimizer",
-            "workflow_parameters": [],
-        }
-    ]
-    [problem] = problems_of(legacy)
-    assert problem.path == "$"
-    assert "legacy OMOTES format" in problem.reason
-    assert "not supported yet" in problem.reason
 
 
 def test_stored_definition_reloads_to_the_same_workflow_and_hash() -> None:

@@ -60,6 +60,7 @@ class Applier:
             job = await tx.lock_job(job_id)
             if job is None:
                 return NOT_FOUND
+            structlog.contextvars.bind_contextvars(step=job.current_step, run=job.run)
             refusal = precheck(job) if precheck else None
             if refusal is not None:
                 return Applied(True, Decision(job=job, rejected=refusal), job)

@@ -8,6 +8,7 @@ variable makes a comparison false, and so does ordering values of different kind
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, assert_never
@@ -134,3 +135,30 @@ def _same(left: Any, right: Any) -> bool:
 def _is_number(value: Any) -> bool:
     """An int or float that is not a bool."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def describe(condition: Condition) -> str:
+    """``condition`` as one line a person reads, e.g. ``params.simulate == true``.
+
+    Values are JSON; ``all`` joins with ``and``, ``any`` with ``or``; what ``not``
+    negates, and a part of ``and``/``or`` that holds several, is in parentheses.
+    """
+    match condition:
+        case Comparison(var=var, op=op, value=value):
+            return f"{var} {op} {json.dumps(value)}"
+        case AllOf():
+            return " and ".join(_part(part) for part in condition.all)
+        case AnyOf():
+            return " or ".join(_part(part) for part in condition.any)
+        case Not():
+            return f"not ({describe(condition.not_)})"
+        case Exists():
+            return f"{condition.exists} exists"
+        case _:
+            assert_never(condition)
+
+
+def _part(condition: Condition) -> str:
+    """A part of ``and``/``or``: in parentheses when it is an ``and``/``or`` itself."""
+    text = describe(condition)
+    return f"({text})" if isinstance(condition, AllOf | AnyOf) else text

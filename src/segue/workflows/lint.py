@@ -163,17 +163,22 @@ def _constraint_target_problem(
         return Problem(f"{where}.other", "a parameter cannot be compared with itself")
     if not comparable(param, param):
         reason = (
-            f"a {param.type} parameter has no order: constraints compare numbers, "
+            f"{_a(param.type)} parameter has no order: constraints compare numbers, "
             "datetimes or durations"
         )
         return Problem(where, reason)
     if not comparable(param, by_name[other]):
         reason = (
-            f"parameter {other!r} is a {by_name[other].type}, which does not compare "
-            f"with {param.name!r}, a {param.type}"
+            f"parameter {other!r} is {_a(by_name[other].type)}, which does not compare "
+            f"with {param.name!r}, {_a(param.type)}"
         )
         return Problem(f"{where}.other", reason)
     return None
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: ``an integer``, ``a float``."""
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
 def _duplicate_enum_values(values: list[str], path: str) -> Iterator[Problem]:

@@ -17,6 +17,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic.config import JsonDict
 
 from segue.protocol.names import QUEUE_NAME_PATTERN
 from segue.workflows.timevalues import (
@@ -132,14 +133,14 @@ class FloatParameter(ParameterBase):
 
 def _datetime_field(description: str) -> Any:
     """An optional datetime field; its schema gives editors the format (the model checks it)."""
-    extra = {"format": "date-time", "pattern": DATETIME_PATTERN}
+    extra: JsonDict = {"format": "date-time", "pattern": DATETIME_PATTERN}
     return Field(default=None, description=description, json_schema_extra=extra)
 
 
 def _duration_field(description: str) -> Any:
     """An optional duration field; in its schema "pattern" applies to text, "minimum" to
     numbers (the model checks it)."""
-    extra = {"format": "duration", "pattern": DURATION_PATTERN, "minimum": 0}
+    extra: JsonDict = {"format": "duration", "pattern": DURATION_PATTERN, "minimum": 0}
     return Field(default=None, description=description, json_schema_extra=extra)
 
 

@@ -252,15 +252,19 @@ def constraint_problem(
     if param.name not in values or other.name not in values:
         return None
     mine, theirs = values[param.name], values[other.name]
+    words, holds, instead = _RELATIONS[constraint.relation]
     try:
-        holds = _RELATIONS[constraint.relation][1](order_key(param, mine), order_key(other, theirs))
+        if holds(order_key(param, mine), order_key(other, theirs)):
+            return None
     except TimeValueError:
         return None  # the value itself is reported
-    if holds:
-        return None
-    words, _, instead = _RELATIONS[constraint.relation]
     shown = f"{show_value(param, mine)} {instead} {show_value(other, theirs)}"
     return f"must be {words} params.{other.name} ({shown})"
+
+
+def describe_constraint(constraint: Constraint) -> str:
+    """``constraint`` in words, e.g. ``greater than start_time``."""
+    return f"{_RELATIONS[constraint.relation][0]} {constraint.other}"
 
 
 def order_key(param: Parameter, value: Any) -> Ordered:

@@ -21,8 +21,14 @@ DESCRIPTION = (
     "runs on the workers serving its queue, with its own timeouts and retry policy, "
     "and continues with 'next' (a step name, a switch over conditions on params and "
     "earlier outputs, or null for the end) or, once it failed for good, 'on_failure'. "
+    "Parameters are strings, booleans, integers, floats, datetimes (ISO 8601 with a "
+    "timezone offset) or durations (ISO 8601 like PT1H30M, or seconds), with optional "
+    "constraints relating them to other parameters. "
     "Beyond this schema, 'segue workflows check' rejects unknown step references, "
-    "loops, unreachable steps, duplicate names and contradictory parameter specs."
+    "loops, unreachable steps, duplicate names, contradictory parameter specs and "
+    "constraints on unknown parameters or between values that do not compare. "
+    "The legacy OMOTES format (a top-level array of workflow types) also loads; this "
+    "schema does not describe it."
 )
 
 

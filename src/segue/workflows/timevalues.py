@@ -38,6 +38,8 @@ _DURATION = re.compile(DURATION_PATTERN)
 _PART = re.compile(r"(\d+(?:\.\d+)?)([A-Z])")
 _DATE_UNITS = {"W": 7 * 86400, "D": 86400}
 _TIME_UNITS = {"H": 3600, "M": 60, "S": 1}
+_MAX_SECONDS = 999_999_999 * 86_400
+"""Durations from here on do not fit a timedelta."""
 
 
 class TimeValueError(ValueError):
@@ -78,7 +80,7 @@ def parse_duration(value: object) -> timedelta:
     Raises TimeValueError saying why ``value`` is no duration (negative, years, ...).
     """
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _seconds(float(value))
+        return _seconds(value)
     if not isinstance(value, str):
         raise TimeValueError(DURATION_HINT)
     if re.match(r"^P[^T]*[YM]", value):
@@ -95,15 +97,14 @@ def parse_duration(value: object) -> timedelta:
 
 
 def _seconds(seconds: float) -> timedelta:
-    """A non-negative, finite number of seconds as a timedelta."""
-    if not math.isfinite(seconds):
-        raise TimeValueError(DURATION_HINT, "it is not finite")
+    """A number of seconds as a timedelta, when it is one (not NaN, negative or too long)."""
+    if isinstance(seconds, float) and math.isnan(seconds):
+        raise TimeValueError(DURATION_HINT, "it is not a number")
     if seconds < 0:
         raise TimeValueError(DURATION_HINT, "it is negative")
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError as exc:
-        raise TimeValueError(DURATION_HINT, "it is longer than 999999999 days") from exc
+    if seconds >= _MAX_SECONDS:  # exact for any int: Python compares int and float exactly
+        raise TimeValueError(DURATION_HINT, "it is not shorter than 999999999 days")
+    return timedelta(seconds=seconds)
 
 
 def show_duration(value: object) -> str:
