@@ -50,12 +50,16 @@ async def test_reload_serves_new_definitions_and_running_jobs_keep_theirs(
         changed["workflows"].append(extra)
         path.write_text(json.dumps(changed))
         reload.set()
-        await wait_for_workflows(client, {"energy_plan", "quick_check", "quick_check_v2"})
+        await wait_for_workflows(
+            client, {"energy_plan", "quick_check", "quick_check_v2", "scenario_study"}
+        )
 
         path.write_text('{"workflows": [}')  # broken: refused, the old definitions stay
         reload.set()
         await asyncio.sleep(0.5)
-        await wait_for_workflows(client, {"energy_plan", "quick_check", "quick_check_v2"})
+        await wait_for_workflows(
+            client, {"energy_plan", "quick_check", "quick_check_v2", "scenario_study"}
+        )
 
         worker = make_worker(2)
         task = asyncio.create_task(worker.run())

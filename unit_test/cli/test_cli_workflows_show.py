@@ -50,7 +50,7 @@ def test_unknown_workflow_names_the_ones_there_are() -> None:
     code, output = show("energy", "--file", str(DEMO))
     assert code == 1
     assert "no workflow 'energy'" in output
-    assert "(workflows: energy_plan, quick_check)" in output
+    assert "(workflows: energy_plan, quick_check, scenario_study)" in output
 
 
 def test_invalid_file_fails_with_its_problems(tmp_path: Path) -> None:

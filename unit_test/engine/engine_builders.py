@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from segue.engine.effects import Decision, Effect, Record
+from segue.engine.effects import Decision, DispatchStep, Effect, Record, StopAttempt
 from segue.engine.events import Event, JobSubmitted
 from segue.engine.machine import decide
 from segue.engine.state import Attempt, Job
@@ -104,3 +104,19 @@ class Run:
     def attempt_id(self) -> UUID:
         """The id of the job's current attempt."""
         return current(self.job).attempt_id
+
+
+def tasks(*decisions: Decision) -> list[DispatchStep]:
+    """The tasks the decisions dispatched, in order."""
+    return [e for d in decisions for e in d.effects if isinstance(e, DispatchStep)]
+
+
+def stops(decision: Decision) -> list[StopAttempt]:
+    """The ``StopAttempt`` effects of a decision."""
+    return [e for e in decision.effects if isinstance(e, StopAttempt)]
+
+
+def live_ids(job: Job | None) -> list[UUID]:
+    """Ids of the job's live attempts, oldest first."""
+    assert job is not None
+    return [attempt.attempt_id for attempt in job.live_attempts]

@@ -1,11 +1,15 @@
-"""Properties of ``decide`` over random event sequences, with random and real attempt ids."""
+"""Properties of ``decide`` over random event sequences, with random and real attempt ids.
+
+They run on a plain pipeline, a one-step workflow and a workflow with a map step,
+a parallel step and a repeated step (several live attempts at once).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
-from itertools import pairwise
+from typing import Any
 from uuid import UUID
 
 from engine_builders import JOB_ID, T0, step, workflow
@@ -26,7 +30,7 @@ from segue.engine.events import (
 )
 from segue.engine.machine import decide
 from segue.engine.state import Attempt, Job, new_attempt_id
-from segue.engine.timers import next_wakeup
+from segue.engine.timers import find_step, next_wakeup
 from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus
 from segue.workflows.model import Workflow
 
@@ -66,7 +70,37 @@ TINY = workflow(
     timeout_s=60,
     parameters=[MODE],
 )
-WORKFLOWS = [FULL, TINY]
+CASES = {"name": "cases", "type": "list", "items": {"type": "integer"}, "default": [1, 2, 3]}
+FANOUT = workflow(
+    step(
+        "each",
+        map={"over": "params.cases", "max_concurrency": 2, "tolerate_failures": 1},
+        heartbeat_s=30,
+        timeout_s=100,
+        max_crashes=2,
+        retry={"max_attempts": 2, "initial_delay_s": 5, "non_retryable": ["Fatal"]},
+        on_failure="cleanup",
+        next="fan",
+    ),
+    {"name": "fan", "parallel": {"branches": ["left", "right"]}, "next": "again"},
+    step("left", dispatch_timeout_s=20, retry={"max_attempts": 2, "initial_delay_s": 0}),
+    step("right", heartbeat_s=10, timeout_s=50),
+    step(
+        "again",
+        input={"grid": "outputs.fan.left"},
+        repeat={"until": {"exists": "outputs.again.grid"}, "max_iterations": 3},
+        heartbeat_s=None,
+        on_failure="cleanup",
+    ),
+    step("cleanup"),
+    timeout_s=900,
+    parameters=[CASES],
+)
+WORKFLOWS: list[tuple[Workflow, list[dict[str, Any]]]] = [
+    (FULL, [{}, {"mode": "fast"}]),
+    (TINY, [{}]),
+    (FANOUT, [{}, {"cases": []}, {"cases": [1, 2, 3, 4, 5]}]),
+]
 WORKER_EVENTS = (StepStarted, StepProgressed, StepHeartbeat, StepSucceeded, StepFailed)
 # Strategies are built once: building them per draw dominates the run time.
 KIND_WEIGHTS = {"started": 3, "progress": 2, "heartbeat": 2, "succeeded": 3, "failed": 2}
@@ -89,11 +123,12 @@ PAUSES = st.sampled_from([0, 0.25, 0.5, 1, 5, 20, 45, 120])
 
 
 def _attempt_id(data: st.DataObject, job: Job) -> UUID:
-    """Mostly the current attempt, sometimes an older one or one nobody knows."""
-    ids = [attempt.attempt_id for attempt in job.attempts]
+    """Mostly a live attempt, sometimes any (older) one or one nobody knows."""
+    ids = [attempt.attempt_id for attempt in job.attempts] or [data.draw(UUIDS)]
+    live = [attempt.attempt_id for attempt in job.live_attempts] or ids[-1:]
     which = data.draw(WHICH_ATTEMPT)
     if which == "current":
-        return ids[-1]
+        return data.draw(st.sampled_from(live))
     if which == "any":
         return data.draw(st.sampled_from(ids))
     return data.draw(UUIDS)
@@ -126,13 +161,20 @@ def _event(data: st.DataObject, job: Job) -> Event:
             return TimerFired()
 
 
-def _expected_number(previous: Attempt, attempt: Attempt) -> int:
-    """The number an attempt must have, given the one before it."""
-    if attempt.step != previous.step or previous.status is AttemptStatus.SUCCEEDED:
-        return 1
-    if previous.status is AttemptStatus.LOST:
-        return previous.number  # a crash consumes no retry
-    return previous.number + 1
+def _check_numbers(job: Job) -> None:
+    """Attempts of one slot (run, step, iteration, item) are numbered 1, 2, ...: a lost
+    attempt's replacement keeps its number; only a failure for good, or success, ends one."""
+    newest: dict[tuple[int, str, int, int | None], Attempt] = {}
+    for attempt in job.attempts:
+        previous = newest.get(attempt.slot)
+        if previous is None:
+            assert attempt.number == 1
+        else:
+            assert not previous.is_live, "one live attempt per slot"
+            assert previous.status is not AttemptStatus.SUCCEEDED
+            lost = previous.status is AttemptStatus.LOST
+            assert attempt.number == previous.number + (0 if lost else 1)
+        newest[attempt.slot] = attempt
 
 
 def _check_attempt(attempt: Attempt, workflow: Workflow) -> None:
@@ -152,13 +194,24 @@ def _check_attempt(attempt: Attempt, workflow: Workflow) -> None:
             assert attempt.finished_at is not None
 
 
+def _check_live(job: Job) -> None:
+    """Live attempts belong to the current step (its items, or its branches), at most
+    ``max_concurrency`` items at a time; a job is live exactly while some attempt is."""
+    live = job.live_attempts
+    assert job.status.is_terminal == (not live)
+    current = find_step(job, job.current_step or "")
+    assert current is not None
+    for attempt in live:
+        branches = current.parallel.branches if current.parallel is not None else []
+        assert attempt.step == current.name or attempt.step in branches
+        assert attempt.run == job.run
+    if current.map is not None:
+        assert len(live) <= current.map.max_concurrency
+
+
 def _check_invariants(job: Job) -> None:
     """What must hold for every job ``decide`` returns."""
-    assert job.attempts
-    unfinished = [i for i, a in enumerate(job.attempts) if not a.status.is_terminal]
-    assert unfinished in ([], [len(job.attempts) - 1]), "one unfinished attempt, the newest"
-    assert job.current_step == job.attempts[-1].step
-    assert job.status.is_terminal == (not unfinished)
+    _check_live(job)
     assert job.status.is_terminal == (job.finished_at is not None)
     started = any(attempt.started_at is not None for attempt in job.attempts)
     if job.status is JobStatus.QUEUED:
@@ -166,16 +219,13 @@ def _check_invariants(job: Job) -> None:
     if job.status is JobStatus.RUNNING:
         assert started
     if job.status is JobStatus.SUCCEEDED:
-        assert job.attempts[-1].status is AttemptStatus.SUCCEEDED
         assert job.current_step in job.outputs
     if job.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT):
         assert job.error is not None
     for index, attempt in enumerate(job.attempts):
         assert attempt.attempt_id == new_attempt_id(job.job_id, index + 1)
         _check_attempt(attempt, job.workflow)
-    assert job.attempts[0].number == 1
-    for previous, attempt in pairwise(job.attempts):
-        assert attempt.number == _expected_number(previous, attempt)
+    _check_numbers(job)
 
 
 def _without_liveness(job: Job) -> Job:
@@ -217,11 +267,11 @@ def _check_step(job: Job, event: Event, decision: Decision, now: datetime) -> Jo
     return new
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_random_event_sequences_keep_every_promise(data: st.DataObject) -> None:
-    wf = data.draw(st.sampled_from(WORKFLOWS))
-    params = data.draw(st.sampled_from([{}, {"mode": "fast"}]))
+    wf, choices = data.draw(st.sampled_from(WORKFLOWS))
+    params = data.draw(st.sampled_from(choices))
     now = T0
     decision = decide(None, JobSubmitted(JOB_ID, wf, "h", params), now)
     assert decision.job is not None
@@ -241,13 +291,14 @@ def test_random_event_sequences_keep_every_promise(data: st.DataObject) -> None:
 @given(data=st.data())
 def test_timers_alone_always_finish_a_job(data: st.DataObject) -> None:
     """With workers gone silent, the sweeper alone brings every job to an end."""
-    decision = decide(None, JobSubmitted(JOB_ID, TINY, "h", {}), T0)
+    wf = data.draw(st.sampled_from([TINY, FANOUT]))
+    decision = decide(None, JobSubmitted(JOB_ID, wf, "h", {}), T0)
     job = decision.job
     assert job is not None
     now = T0
     for _ in range(200):
-        if data.draw(st.booleans()):
-            started = StepStarted(job.attempts[-1].attempt_id)
+        if data.draw(st.booleans()) and job.live_attempts:
+            started = StepStarted(data.draw(st.sampled_from(job.live_attempts)).attempt_id)
             job = _check_step(job, started, decide(job, started, now), now)
         wakeup = next_wakeup(job)
         if wakeup is None:

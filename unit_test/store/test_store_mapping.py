@@ -57,6 +57,8 @@ def full_attempt(ordinal: int = 1) -> Attempt:
         progress_message="half way",
         output={"rows": [1, 2], "nested": {"ok": True}},
         error=ErrorInfo(kind="ValueError", message="bad", step="a", details="trace"),
+        item_index=4,
+        iteration=3,
     )
 
 
@@ -146,6 +148,8 @@ def test_job_row_has_a_value_for_every_state_column() -> None:
                 "progress_message",
                 "output",
                 "error",
+                "item_index",
+                "iteration",
             },
         ),
     ],
@@ -287,4 +291,5 @@ def test_job_view_shows_the_stored_job() -> None:
     assert view.error == job.error
     assert [a.attempt_id for a in view.attempts] == [a.attempt_id for a in job.attempts]
     assert view.attempts[0].error == job.attempts[0].error
+    assert (view.attempts[0].item_index, view.attempts[0].iteration) == (4, 3)
     assert view.history == []

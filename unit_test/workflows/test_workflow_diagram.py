@@ -160,3 +160,92 @@ def test_outline_of_retries_failures_and_bare_parameters() -> None:
 def test_outline_without_parameters() -> None:
     lines = to_outline(workflow({"name": "a", "queue": "a"})).splitlines()
     assert lines[lines.index("parameters:") + 1] == "  (none)"
+
+
+STUDY_MERMAID_EDGES = """\
+    start --> s0
+    s0 --> s1
+    s1 --> s2
+    s1 -.->|"on failure"| s8
+    s2 --> s3
+    s2 --> s4
+    j2 --> s5
+    j2 -.->|"on failure"| s8
+    s3 --> j2
+    s4 --> j2
+    s5 -->|"repeat until outputs.compare.converged == true, at most 3 times"| s5
+    s5 -->|"outputs.compare.best_cost_eur #gt; 100000000000"| s6
+    s5 -->|"default"| s7
+    s5 -.->|"on failure"| s8
+    s6 --> s7
+    s7 --> done
+    s8 --> done
+"""
+
+
+def test_study_mermaid_draws_map_parallel_join_and_repeat() -> None:
+    text = to_mermaid(demo("scenario_study"))
+    lines = text.splitlines()
+    assert (
+        '    s1[["simulate_scenarios<br/>(simulate)<br/>'
+        'for each of outputs.optimise.scenarios, 3 at a time"]]'
+    ) in lines
+    assert '    s2{{"assess<br/>(parallel)"}}' in lines
+    assert '    j2(("join assess"))' in lines
+    assert text.endswith(STUDY_MERMAID_EDGES)
+
+
+def test_tolerated_failures_are_shown() -> None:
+    flow = workflow(
+        {
+            "name": "m",
+            "queue": "q",
+            "map": {"over": "params.x", "tolerate_failures": 2},
+            "next": "p",
+        },
+        {"name": "p", "parallel": {"branches": ["b"], "tolerate_failures": 1}},
+        {"name": "b", "queue": "q"},
+    )
+    lines = to_mermaid(flow).splitlines()
+    assert (
+        '    s0[["m<br/>(q)<br/>for each of params.x, 1 at a time, tolerates 2 failures"]]' in lines
+    )
+    assert '    s1{{"p<br/>(parallel, tolerates 1 failure)"}}' in lines
+    assert "    j1 --> done" in lines
+    assert "    s2 --> j1" in lines
+
+
+def test_study_outline_says_what_each_construct_does() -> None:
+    lines = to_outline(demo("scenario_study")).splitlines()
+    for line in [
+        "largest step output: 262144 bytes",
+        '  scenarios: list, default ["low", "mid", "high"], items string, at most 20 items',
+        "  2. simulate_scenarios (queue simulate)",
+        "     map: for each item of outputs.optimise.scenarios, at most 3 at a time",
+        "     input: plan = outputs.optimise",
+        "  3. assess (parallel: costs, emissions; joins when all are done)",
+        "     next: the join of assess",
+        "     repeat: until outputs.compare.converged == true, at most 3 times",
+        "     next: review if outputs.compare.best_cost_eur > 100000000000; otherwise report",
+        "     on failure: cleanup",
+    ]:
+        assert line in lines, line
+    assessed = lines.index("  3. assess (parallel: costs, emissions; joins when all are done)")
+    assert lines[assessed + 1 : assessed + 4] == [
+        "     Assess costs and emissions of the scenarios at the same time.",
+        "     next: compare",
+        "     on failure: cleanup",
+    ], "a parallel step has no task settings"
+
+
+def test_outline_of_a_step_output_limit_and_list_bounds() -> None:
+    flow = workflow(
+        {"name": "a", "queue": "q", "max_output_bytes": 1000, "input": {}},
+        parameters=[
+            {"name": "xs", "type": "list", "items": {"type": "integer"}, "min_items": 1},
+        ],
+    )
+    lines = to_outline(flow).splitlines()
+    assert "  xs: list, items integer, at least 1 item" in lines
+    assert "     input: nothing" in lines
+    assert lines[-2].endswith("max crashes 3, largest output 1000 bytes")

@@ -173,7 +173,7 @@ def test_workflow_parameters_may_be_left_out_or_empty() -> None:
                 Problem(
                     f"{P}[2].parameter_type",
                     "must be one of 'string', 'boolean', 'integer', 'float', 'datetime', "
-                    """'duration' (got "double")""",
+                    """'duration', 'list' (got "double")""",
                 )
             ],
         ),
@@ -339,7 +339,7 @@ def test_legacy_error_names_the_file(tmp_path: Path) -> None:
     assert str(caught.value).splitlines()[:2] == [
         f"invalid workflow file {path} (1 problem(s)):",
         f"  {P}[2].parameter_type: must be one of 'string', 'boolean', 'integer', 'float', "
-        """'datetime', 'duration' (got "double")""",
+        """'datetime', 'duration', 'list' (got "double")""",
     ]
 
 

@@ -182,7 +182,7 @@ CASES: list[tuple[str, Callable[[Json], None], list[Problem]]] = [
         [
             Problem(
                 f"{STEPS}[3].next",
-                "loop without a bound: report -> report (bounded loops are not supported yet)",
+                "loop without a bound: report -> report (to run a step again, give it 'repeat')",
             )
         ],
     ),
@@ -193,7 +193,7 @@ CASES: list[tuple[str, Callable[[Json], None], list[Problem]]] = [
             Problem(
                 f"{SWITCH}.branches[1].goto",
                 "loop without a bound: prepare -> optimise -> prepare "
-                "(bounded loops are not supported yet)",
+                "(to run a step again, give it 'repeat')",
             )
         ],
     ),
@@ -204,7 +204,7 @@ CASES: list[tuple[str, Callable[[Json], None], list[Problem]]] = [
             Problem(
                 f"{STEPS}[2].on_failure",
                 "loop without a bound: optimise -> simulate -> optimise "
-                "(bounded loops are not supported yet)",
+                "(to run a step again, give it 'repeat')",
             )
         ],
     ),

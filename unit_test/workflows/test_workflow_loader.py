@@ -59,7 +59,7 @@ def with_step(**fields: Any) -> dict[str, Any]:
 
 def test_shipped_config_loads_with_the_demo_workflows() -> None:
     catalog = load_workflows(SHIPPED)
-    assert catalog.names == ["energy_plan", "quick_check"]
+    assert catalog.names == ["energy_plan", "quick_check", "scenario_study"]
     assert catalog.queues() == {"prepare", "optimise", "simulate", "report", "quick_check"}
     plan = catalog.get("energy_plan")
     assert plan is not None
@@ -274,7 +274,7 @@ def with_param(**fields: Any) -> dict[str, Any]:
                 Problem(
                     f"{PARAM}.type",
                     "must be one of 'string', 'boolean', 'integer', 'float', 'datetime', "
-                    """'duration' (got "int")""",
+                    """'duration', 'list' (got "int")""",
                 )
             ],
         ),

@@ -399,3 +399,49 @@ def test_constraints_reach_the_schema_for_uis() -> None:
     schema = parameters_schema(related("smaller", "duration"))
     assert schema["properties"]["a"]["x-constraints"] == [{"other": "b", "relation": "smaller"}]
     assert "x-constraints" not in schema["properties"]["b"]
+
+
+# --- lists -----------------------------------------------------------------------------
+
+CASES = workflow(
+    {
+        "name": "cases",
+        "type": "list",
+        "items": {"type": "integer"},
+        "min_items": 1,
+        "max_items": 3,
+        "default": [1, 2],
+    }
+)
+
+
+def test_a_list_parameter_compiles_to_a_json_schema_array() -> None:
+    schema = parameters_schema(CASES)["properties"]["cases"]
+    assert schema == {
+        "type": "array",
+        "items": {"type": "integer"},
+        "minItems": 1,
+        "maxItems": 3,
+        "default": [1, 2],
+    }
+    Draft202012Validator.check_schema(schema)
+
+
+def test_a_list_parameter_takes_its_default_or_a_given_list() -> None:
+    assert resolve_params(CASES, {}) == {"cases": [1, 2]}
+    assert resolve_params(CASES, {"cases": [3.0, 4]}) == {"cases": [3, 4]}
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ([], "params.cases: has 0 items, fewer than the minimum of 1"),
+        ([1, 2, 3, 4], "params.cases: has 4 items, more than the maximum of 3"),
+        ([1, "two"], "params.cases.1: 'two' is not an integer"),
+        ("1,2", "params.cases: '1,2' is not a list"),
+    ],
+)
+def test_a_list_parameter_refuses_what_does_not_fit(value: Any, problem: str) -> None:
+    with pytest.raises(ParameterError) as caught:
+        resolve_params(CASES, {"cases": value})
+    assert caught.value.problems == [problem]

@@ -67,5 +67,15 @@ class Draft:
 
 
 def attempt_data(attempt: Attempt) -> JsonObject:
-    """The fields naming an attempt in history entries."""
-    return {"step": attempt.step, "attempt": attempt.number, "attempt_id": str(attempt.attempt_id)}
+    """The fields naming an attempt in history entries (its map item and iteration
+    only when it has them)."""
+    data: JsonObject = {
+        "step": attempt.step,
+        "attempt": attempt.number,
+        "attempt_id": str(attempt.attempt_id),
+    }
+    if attempt.item_index is not None:
+        data["item_index"] = attempt.item_index
+    if attempt.iteration != 1:
+        data["iteration"] = attempt.iteration
+    return data

@@ -18,7 +18,11 @@ JsonObject = dict[str, Any]
 
 @dataclass(frozen=True)
 class DispatchStep:
-    """Send a task for one attempt to the workers serving ``queue``."""
+    """Send a task for one attempt to the workers serving ``queue``.
+
+    ``item``/``item_index`` are the map item the attempt runs (None: not a map);
+    ``iteration`` counts the runs of a repeated step (1 without ``repeat``).
+    """
 
     job_id: UUID
     workflow: str
@@ -31,6 +35,9 @@ class DispatchStep:
     inputs: JsonObject
     heartbeat_s: float | None
     timeout_s: float | None
+    item: Any = None
+    item_index: int | None = None
+    iteration: int = 1
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,20 @@ and uses no randomness, and it never raises: a refused submission comes back as
 
 Choices the design leaves open, made here:
 
-- Worker events are fenced by ``attempt_id``: only the job's current,
-  unfinished, dispatched-or-running attempt accepts them. Ignored events leave
-  one ``event_ignored`` record, except heartbeats and progress (too noisy).
+- Worker events are fenced by ``attempt_id``: only an unfinished,
+  dispatched-or-running attempt of the job accepts them. Several may be live
+  at once (the items of a map step, the branches of a parallel step: see
+  :mod:`segue.engine.flow`); every live attempt belongs to the current step.
+  Ignored events leave one ``event_ignored`` record, except heartbeats and
+  progress (too noisy).
 - Any report of a worker about a ``dispatched`` attempt (progress, heartbeat,
   a result before ``started``) starts it implicitly: ``step_started`` is
   recorded with ``event`` naming the report.
 - ``NotifyStatus`` is emitted whenever a live job's (status, current step)
-  changes: on submission, on the first start, and when the next step is
-  dispatched. A job ends with exactly one ``NotifyResult`` and no NotifyStatus.
+  changes: on submission, on the first start, and when the next step starts.
+  A job ends with exactly one ``NotifyResult`` and no NotifyStatus.
+- Progress of a map item is announced for the map step as a whole: finished
+  items plus the fractions of running ones, over all items.
 - A finished job keeps ``current_step`` = the step it ended in.
 - ``on_failure`` works like ``except``: the failure is stored in
   ``outputs["_failure"]`` (so that step and every later one sees it in its
@@ -24,15 +29,18 @@ Choices the design leaves open, made here:
 - A repeated progress report (same fraction and message) only refreshes
   ``last_seen_at``; it is neither recorded nor announced again.
 - Whenever the orchestrator ends a dispatched or running attempt (cancel, any
-  timeout, lost worker) it emits ``StopAttempt``; a worker that picks up the
-  task later is fenced anyway.
+  timeout, lost worker, a map or parallel step failing, the job ending) it
+  emits one ``StopAttempt`` for it; a worker that picks up the task later is
+  fenced anyway.
 - A worker crash (heartbeat lost, task redelivered to another worker) uses no
-  retry: the replacement attempt keeps the lost attempt's number.
-- ``TimerFired`` handles the first due deadline of :func:`~segue.engine.timers.deadlines`
-  (the job timeout before the attempt's); afterwards nothing is due any more,
-  so :func:`~segue.engine.timers.next_wakeup` has moved past ``now``. Worker
-  events that arrive after a deadline passed but before the sweeper acted are
-  applied normally.
+  retry: the replacement attempt keeps the lost attempt's number. Crashes are
+  counted per step (per ``step[item]`` of a map); ``max_crashes`` of them fail
+  the job with a diagnosis, whatever ``on_failure`` says (poison quarantine).
+- ``TimerFired`` handles every due deadline of :func:`~segue.engine.timers.deadlines`
+  in order (the job timeout first, then each live attempt's); afterwards
+  nothing is due any more, so :func:`~segue.engine.timers.next_wakeup` has
+  moved past ``now``. Worker events that arrive after a deadline passed but
+  before the sweeper acted are applied normally.
 """
 
 from __future__ import annotations
@@ -56,22 +64,21 @@ from segue.engine.events import (
     StepSucceeded,
     TimerFired,
 )
+from segue.engine.fanout import map_fraction
+from segue.engine.flow import FAILURE_KEY, attempt_failed, attempt_succeeded, enter_step
+from segue.engine.inputs import map_items
 from segue.engine.state import Attempt, Job, JsonObject
 from segue.engine.timers import Deadline, DeadlineKind, due_deadline, find_step, later
 from segue.engine.transitions import (
-    FAILURE_KEY,
     abort,
-    abort_current,
+    abort_live,
     count_crash,
-    dispatch,
     end_job,
-    fail_step,
     lose,
     quarantine,
     release,
     settle,
     start,
-    succeed_step,
 )
 from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus
 from segue.workflows.parameters import ParameterError, resolve_params
@@ -113,7 +120,7 @@ def _apply(job: Job | None, event: Event, now: datetime) -> Decision:
 
 
 def _apply_submitted(job: Job | None, event: JobSubmitted, now: datetime) -> Decision:
-    """Create the job and dispatch its first step; a known job id is a duplicate."""
+    """Create the job and start its first step; a known job id is a duplicate."""
     if job is not None:
         reason = "duplicate submission"
         record = Record("submission_ignored", {"reason": reason, "status": str(job.status)})
@@ -134,7 +141,7 @@ def _apply_submitted(job: Job | None, event: JobSubmitted, now: datetime) -> Dec
         priority=event.priority,
         reference=event.reference,
     )
-    dispatch(draft, workflow.first_step, 1)
+    enter_step(draft, workflow.first_step)
     return draft.decision()
 
 
@@ -165,7 +172,7 @@ def _apply_cancel(job: Job | None, event: CancelRequested, now: datetime) -> Dec
             job=job, records=(Record("cancel_ignored", data),), ignored=f"job is {job.status}"
         )
     draft = Draft.of(job, now)
-    abort_current(draft, AttemptStatus.CANCELLED, event.reason)
+    abort_live(draft, AttemptStatus.CANCELLED, event.reason)
     error = ErrorInfo(kind="cancelled", message=event.reason, step=job.current_step)
     end_job(draft, JobStatus.CANCELLED, "job_cancelled", error=error)
     return draft.decision()
@@ -206,7 +213,7 @@ def _apply_rerun(job: Job | None, event: RerunRequested, now: datetime) -> Decis
         previous_status=str(job.status),
         reason=event.reason,
     )
-    dispatch(draft, step, 1)
+    enter_step(draft, step)
     return draft.decision()
 
 
@@ -221,7 +228,7 @@ def _failed_step(job: Job) -> str | None:
 
 
 def _apply_timer(job: Job | None, now: datetime) -> Decision:
-    """Handle the deadline that is due (see :func:`segue.engine.timers.deadlines`)."""
+    """Handle every deadline that is due (see :func:`segue.engine.timers.deadlines`)."""
     if job is None:
         return Decision(ignored="unknown job")
     if job.status.is_terminal:
@@ -230,21 +237,27 @@ def _apply_timer(job: Job | None, now: datetime) -> Decision:
     if deadline is None:
         return Decision(job=job, ignored="no deadline due")
     draft = Draft.of(job, now)
-    _on_deadline(draft, deadline)
+    # Each handled deadline ends its attempt or moves it past ``now``; the bound is a
+    # guard only: what it leaves is due at once, so the sweeper comes back for it.
+    for _ in range(2 * len(job.attempts) + 4):
+        _on_deadline(draft, deadline)
+        deadline = due_deadline(draft.job, now)
+        if deadline is None:
+            break
     return draft.decision()
 
 
 def _on_deadline(draft: Draft, deadline: Deadline) -> None:
-    """Apply one passed deadline to the job (the job's, or its current attempt's)."""
+    """Apply one passed deadline to the job (the job's, or one live attempt's)."""
     limit = f"{deadline.after_s:g}s"
     if deadline.kind is DeadlineKind.JOB_TIMEOUT:
-        abort_current(draft, AttemptStatus.TIMED_OUT, f"job timeout after {limit}")
+        abort_live(draft, AttemptStatus.TIMED_OUT, f"job timeout after {limit}")
         message = f"job did not finish within {limit}"
         error = ErrorInfo(kind="job_timeout", message=message, step=draft.job.current_step)
         end_job(draft, JobStatus.TIMED_OUT, "job_timed_out", error=error)
         return
-    attempt = draft.job.current_attempt
-    if attempt is None:
+    attempt = draft.job.attempt(deadline.attempt_id) if deadline.attempt_id else None
+    if attempt is None or not attempt.is_live:
         return
     match deadline.kind:
         case DeadlineKind.RETRY_DUE:
@@ -262,7 +275,7 @@ def _time_out_attempt(draft: Draft, attempt: Attempt, kind: str, message: str) -
     """Stop an attempt that took too long; it counts as a step failure (retry applies)."""
     error = ErrorInfo(kind=kind, message=message, step=attempt.step)
     timed_out = abort(draft, attempt, AttemptStatus.TIMED_OUT, message, error=error)
-    fail_step(draft, timed_out, error, retryable=True)
+    attempt_failed(draft, timed_out, error, retryable=True)
 
 
 # --- worker events -----------------------------------------------------------------------
@@ -291,15 +304,13 @@ def _apply_worker_event(job: Job | None, event: WorkerEvent, now: datetime) -> D
 
 def _fence(job: Job, attempt_id: UUID) -> Attempt | str:
     """The attempt a worker event may change, or why the event must be ignored."""
-    attempt = next((a for a in job.attempts if a.attempt_id == attempt_id), None)
+    attempt = job.attempt(attempt_id)
     if attempt is None:
         return "unknown attempt"
     if job.status.is_terminal:
         return f"job is {job.status}"
-    if attempt != job.current_attempt:
+    if not attempt.is_live:
         return f"stale attempt (already {attempt.status})"
-    if attempt.status.is_terminal:
-        return f"attempt already {attempt.status}"
     if attempt.status is AttemptStatus.SCHEDULED:
         return "attempt not dispatched yet"
     return attempt
@@ -334,7 +345,7 @@ def _apply_redelivered(draft: Draft, attempt: Attempt, event: StepStarted) -> De
     """The broker gave a running task to a new worker: the previous one died with it."""
     step = draft.job.workflow.step(attempt.step)
     reason = f"task redelivered after worker {attempt.worker_id or 'unknown'!r} went away"
-    crashes = count_crash(draft, step.name)
+    crashes = count_crash(draft, attempt)
     draft.record(
         "step_redelivered",
         **attempt_data(attempt),
@@ -345,7 +356,7 @@ def _apply_redelivered(draft: Draft, attempt: Attempt, event: StepStarted) -> De
     if crashes >= step.max_crashes:
         error = ErrorInfo(kind="worker_lost", message=reason, step=step.name)
         abort(draft, attempt, AttemptStatus.LOST, reason, error=error)
-        quarantine(draft, step, crashes, reason)
+        quarantine(draft, attempt, crashes, reason)
     else:
         restarted = replace(
             attempt,
@@ -372,8 +383,20 @@ def _apply_progressed(draft: Draft, attempt: Attempt, event: StepProgressed) -> 
     draft.record(
         "step_progress", **attempt_data(updated), fraction=event.fraction, message=event.message
     )
-    draft.emit(NotifyProgress(draft.job.job_id, attempt.step, event.fraction, event.message))
+    draft.emit(_progress_notice(draft.job, updated))
     return draft.decision()
+
+
+def _progress_notice(job: Job, attempt: Attempt) -> NotifyProgress:
+    """The progress to announce: the attempt's own, or for a map item its whole step's."""
+    fraction, message = attempt.progress or 0.0, attempt.progress_message or ""
+    if attempt.item_index is None:
+        return NotifyProgress(job.job_id, attempt.step, fraction, message)
+    step = job.workflow.step(attempt.step)
+    items = map_items(job, step)
+    if isinstance(items, list):
+        fraction = map_fraction(job, step, attempt.iteration, len(items))
+    return NotifyProgress(job.job_id, step.name, fraction, f"item {attempt.item_index}: {message}")
 
 
 def _apply_heartbeat(draft: Draft, attempt: Attempt, event: StepHeartbeat) -> Decision:
@@ -384,18 +407,18 @@ def _apply_heartbeat(draft: Draft, attempt: Attempt, event: StepHeartbeat) -> De
 
 
 def _apply_succeeded(draft: Draft, attempt: Attempt, event: StepSucceeded) -> Decision:
-    """Store the output; dispatch the next step or finish the job."""
+    """Store the output, advance the step (:func:`~segue.engine.flow.attempt_succeeded`)."""
     attempt = _running(draft, attempt, event)
-    succeed_step(draft, replace(attempt, last_seen_at=draft.now), event.output)
+    attempt_succeeded(draft, replace(attempt, last_seen_at=draft.now), event.output)
     return draft.decision()
 
 
 def _apply_failed(draft: Draft, attempt: Attempt, event: StepFailed) -> Decision:
-    """Retry the step, continue with its ``on_failure`` step, or fail the job."""
+    """Retry the attempt's work or count it failed (:func:`~segue.engine.flow.attempt_failed`)."""
     attempt = _running(draft, attempt, event)
     error = event.error.model_copy(update={"step": attempt.step})
     failed = settle(draft, attempt, AttemptStatus.FAILED, error=error, last_seen_at=draft.now)
-    fail_step(draft, failed, error, event.retryable)
+    attempt_failed(draft, failed, error, event.retryable)
     return draft.decision()
 
 

@@ -18,6 +18,11 @@ class Attempt:
     """One try at running one step.
 
     ``due_at`` is when a ``scheduled`` attempt is to be dispatched (retry backoff).
+    ``item_index`` is the item of a map step this attempt runs (None: not a map).
+    ``iteration`` counts the runs of a repeated step (1 unless the step has
+    ``repeat``; a branch carries its parallel step's). Attempts of one *slot*
+    (same run, step, iteration and item) are the tries of one piece of work:
+    numbered from 1, each under the step's retry policy.
     """
 
     attempt_id: UUID
@@ -36,15 +41,31 @@ class Attempt:
     progress_message: str | None = None
     output: JsonObject | None = None
     error: ErrorInfo | None = None
+    item_index: int | None = None
+    iteration: int = 1
+
+    @property
+    def slot(self) -> tuple[int, str, int, int | None]:
+        """(run, step, iteration, item index): what the attempts of one piece of work share."""
+        return (self.run, self.step, self.iteration, self.item_index)
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the attempt is unfinished (scheduled, dispatched or running)."""
+        return not self.status.is_terminal
 
 
 @dataclass(frozen=True)
 class Job:
     """A job: its pinned workflow, parameters, status and every attempt so far.
 
-    ``attempts`` is ordered by creation; the last one is the current one.
+    ``attempts`` is ordered by creation. ``current_step`` is the step the job is
+    in: a task step (its attempts, one per map item), or a parallel step (the
+    attempts of its branches). Several attempts may be live at once (map items,
+    branches); every live attempt belongs to the current step.
     ``outputs`` maps each succeeded step to its output.
-    ``crashes`` counts lost attempts per step (worker died, not a handler error).
+    ``crashes`` counts lost attempts per step, or per ``step[item]`` of a map
+    (worker died, not a handler error).
     ``run`` counts the runs of the job: a rerun of a failed job starts run 2.
     """
 
@@ -70,6 +91,11 @@ class Job:
     def current_attempt(self) -> Attempt | None:
         """The newest attempt, if any."""
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def live_attempts(self) -> tuple[Attempt, ...]:
+        """Every unfinished attempt, oldest first."""
+        return tuple(attempt for attempt in self.attempts if attempt.is_live)
 
     def attempt(self, attempt_id: UUID) -> Attempt | None:
         """The attempt with this id, if the job has one."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from uuid import UUID
 
 from segue.engine.state import Attempt, Job
 from segue.protocol.messages import AttemptStatus
@@ -30,11 +31,13 @@ class DeadlineKind(StrEnum):
 
 @dataclass(frozen=True)
 class Deadline:
-    """A moment at which the job needs attention; ``after_s`` is the configured limit."""
+    """A moment at which the job needs attention; ``after_s`` is the configured limit,
+    ``attempt_id`` the attempt it concerns (None: the job's own timeout)."""
 
     kind: DeadlineKind
     at: datetime
     after_s: float = 0.0
+    attempt_id: UUID | None = None
 
 
 def later(moment: datetime, seconds: float) -> datetime:
@@ -60,8 +63,9 @@ def find_step(job: Job, name: str) -> Step | None:
 def deadlines(job: Job) -> list[Deadline]:
     """Every pending deadline of the job, in the order they are handled when due.
 
-    The job timeout comes first; then the deadlines of the current attempt
-    (only the newest attempt can be unfinished). A terminal job has none.
+    The job timeout comes first; then the deadlines of every unfinished attempt
+    (map items and parallel branches run side by side), oldest attempt first.
+    A terminal job has none.
     """
     if job.status.is_terminal:
         return []
@@ -69,8 +73,7 @@ def deadlines(job: Job) -> list[Deadline]:
     if job.deadline_at is not None:
         timeout_s = job.workflow.timeout_s or 0.0
         found.append(Deadline(DeadlineKind.JOB_TIMEOUT, job.deadline_at, timeout_s))
-    attempt = job.current_attempt
-    if attempt is not None and not attempt.status.is_terminal:
+    for attempt in job.live_attempts:
         step = find_step(job, attempt.step)
         if step is not None:
             found.extend(_attempt_deadlines(step, attempt))
@@ -81,26 +84,29 @@ def _attempt_deadlines(step: Step, attempt: Attempt) -> list[Deadline]:
     """The deadlines of one unfinished attempt, by its status."""
     match attempt.status:
         case AttemptStatus.SCHEDULED:
-            return [Deadline(DeadlineKind.RETRY_DUE, attempt.due_at or attempt.created_at)]
+            due = attempt.due_at or attempt.created_at
+            return [Deadline(DeadlineKind.RETRY_DUE, due, attempt_id=attempt.attempt_id)]
         case AttemptStatus.DISPATCHED if step.dispatch_timeout_s is not None:
             since = attempt.dispatched_at or attempt.created_at
-            return [_limit(DeadlineKind.DISPATCH_TIMEOUT, since, step.dispatch_timeout_s)]
+            return [_limit(DeadlineKind.DISPATCH_TIMEOUT, since, step.dispatch_timeout_s, attempt)]
         case AttemptStatus.RUNNING:
             started = attempt.started_at or attempt.dispatched_at or attempt.created_at
             found: list[Deadline] = []
             if step.heartbeat_s is not None:
                 seen = attempt.last_seen_at or started
-                found.append(_limit(DeadlineKind.HEARTBEAT_TIMEOUT, seen, step.heartbeat_s))
+                found.append(
+                    _limit(DeadlineKind.HEARTBEAT_TIMEOUT, seen, step.heartbeat_s, attempt)
+                )
             if step.timeout_s is not None:
-                found.append(_limit(DeadlineKind.STEP_TIMEOUT, started, step.timeout_s))
+                found.append(_limit(DeadlineKind.STEP_TIMEOUT, started, step.timeout_s, attempt))
             return found
         case _:
             return []
 
 
-def _limit(kind: DeadlineKind, since: datetime, seconds: float) -> Deadline:
-    """The deadline ``seconds`` after ``since``."""
-    return Deadline(kind, later(since, seconds), seconds)
+def _limit(kind: DeadlineKind, since: datetime, seconds: float, attempt: Attempt) -> Deadline:
+    """The deadline of ``attempt`` ``seconds`` after ``since``."""
+    return Deadline(kind, later(since, seconds), seconds, attempt.attempt_id)
 
 
 def due_deadline(job: Job, now: datetime) -> Deadline | None:

@@ -1,8 +1,9 @@
-"""Moves shared by several events: dispatch, start, retry, fail, end the job.
+"""Moves of single attempts: dispatch, start, settle, retry, lose, stop; and ending the job.
 
 Each function takes the :class:`~segue.engine.draft.Draft` of the decision in
 progress and appends the state change, its history record and its effects
-together, so no caller can forget one of the three.
+together, so no caller can forget one of the three. Which step runs next, and
+how map items and parallel branches add up to a step, is :mod:`segue.engine.flow`.
 """
 
 from __future__ import annotations
@@ -13,19 +14,23 @@ from typing import Any
 from segue.engine.backoff import retry_delay_s
 from segue.engine.draft import Draft, JsonObject, attempt_data
 from segue.engine.effects import DispatchStep, NotifyResult, StopAttempt
-from segue.engine.state import Attempt, Job, new_attempt_id
-from segue.engine.timers import find_step, later
+from segue.engine.inputs import task_data
+from segue.engine.state import Attempt, new_attempt_id
+from segue.engine.timers import later
 from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus
-from segue.workflows.conditions import next_step
 from segue.workflows.model import RetryPolicy, Step
 
-FAILURE_KEY = "_failure"
-"""Key in ``Job.outputs`` (and so in task inputs) describing the failure an
-``on_failure`` step handles. Step names start with a letter, so it never clashes."""
 
-
-def dispatch(draft: Draft, step: Step, number: int) -> None:
-    """Add attempt ``number`` of ``step`` as dispatched and send its task now."""
+def dispatch(
+    draft: Draft,
+    step: Step,
+    number: int,
+    *,
+    iteration: int = 1,
+    item_index: int | None = None,
+) -> Attempt:
+    """Add attempt ``number`` of ``step`` (for one map item, in one iteration) as
+    dispatched and send its task now."""
     job = draft.job
     attempt = Attempt(
         attempt_id=new_attempt_id(job.job_id, len(job.attempts) + 1),
@@ -35,10 +40,12 @@ def dispatch(draft: Draft, step: Step, number: int) -> None:
         created_at=draft.now,
         dispatched_at=draft.now,
         run=job.run,
+        item_index=item_index,
+        iteration=iteration,
     )
     draft.put_attempt(attempt)
-    draft.change(current_step=step.name)
     _send(draft, attempt, step)
+    return attempt
 
 
 def release(draft: Draft, attempt: Attempt) -> None:
@@ -51,20 +58,24 @@ def release(draft: Draft, attempt: Attempt) -> None:
 def _send(draft: Draft, attempt: Attempt, step: Step) -> None:
     """Record and emit the task of a just-dispatched attempt."""
     job = draft.job
+    inputs, item = task_data(job, step, attempt.item_index)
     draft.record("step_dispatched", **attempt_data(attempt), queue=step.queue)
     draft.emit(
         DispatchStep(
             job_id=job.job_id,
             workflow=job.workflow.name,
             step=step.name,
-            queue=step.queue,
+            queue=step.queue or "",
             attempt=attempt.number,
             attempt_id=attempt.attempt_id,
             priority=job.priority,
             params=dict(job.params),
-            inputs=dict(job.outputs),
+            inputs=inputs,
             heartbeat_s=step.heartbeat_s,
             timeout_s=step.timeout_s,
+            item=item,
+            item_index=attempt.item_index,
+            iteration=attempt.iteration,
         )
     )
 
@@ -106,67 +117,14 @@ def abort(
     return ended
 
 
-def abort_current(draft: Draft, status: AttemptStatus, reason: str) -> None:
-    """End the current attempt, if it is unfinished (cancel, job timeout)."""
-    attempt = draft.job.current_attempt
-    if attempt is not None and not attempt.status.is_terminal:
+def abort_live(draft: Draft, status: AttemptStatus, reason: str) -> None:
+    """End every unfinished attempt, one ``StopAttempt`` for each that a worker may hold
+    (cancel, job timeout, a map or parallel step that failed, the job's end)."""
+    for attempt in draft.job.live_attempts:
         abort(draft, attempt, status, reason)
 
 
-def succeed_step(draft: Draft, attempt: Attempt, output: JsonObject) -> None:
-    """Store the attempt's output and go on to the next step, or finish the job."""
-    done = settle(draft, attempt, AttemptStatus.SUCCEEDED, output=output)
-    draft.change(outputs={**draft.job.outputs, attempt.step: output})
-    step = draft.job.workflow.step(attempt.step)
-    target, error = _choose_next(draft.job, step)
-    draft.record("step_succeeded", **attempt_data(done), output=output, next=target)
-    if error is not None:
-        end_job(draft, JobStatus.FAILED, "job_failed", error=error)
-    else:
-        goto(draft, step.name, target)
-
-
-def _choose_next(job: Job, step: Step) -> tuple[str | None, ErrorInfo | None]:
-    """The step after ``step``, or why it could not be chosen (a broken condition)."""
-    try:
-        return next_step(step, job.params, job.outputs), None
-    except Exception as exc:  # a condition must not crash the engine: fail the job instead
-        message = f"cannot choose the step after {step.name!r}: {exc}"
-        return None, ErrorInfo(kind="condition_error", message=message, step=step.name)
-
-
-def goto(draft: Draft, origin: str, target: str | None) -> None:
-    """Continue with step ``target`` after ``origin``; None ends the job successfully."""
-    if target is None:
-        output = draft.job.outputs.get(origin)
-        end_job(draft, JobStatus.SUCCEEDED, "job_succeeded", output=output)
-        return
-    step = find_step(draft.job, target)
-    if step is None:
-        message = f"step {origin!r} leads to unknown step {target!r}"
-        error = ErrorInfo(kind="workflow_error", message=message, step=origin)
-        end_job(draft, JobStatus.FAILED, "job_failed", error=error)
-        return
-    dispatch(draft, step, 1)
-
-
-def fail_step(draft: Draft, attempt: Attempt, error: ErrorInfo, retryable: bool) -> None:
-    """React to a failed attempt: retry it, continue with ``on_failure``, or fail the job."""
-    step = draft.job.workflow.step(attempt.step)
-    if _may_retry(step.retry, attempt, error, retryable):
-        retry(draft, step, attempt.number, error)
-        return
-    dumped = error.model_dump(mode="json")
-    draft.record("step_failed", **attempt_data(attempt), error=dumped)
-    if step.on_failure is None:
-        end_job(draft, JobStatus.FAILED, "job_failed", error=error)
-        return
-    failure = {"step": step.name, "error": dumped}
-    draft.change(outputs={**draft.job.outputs, FAILURE_KEY: failure})
-    goto(draft, step.name, step.on_failure)
-
-
-def _may_retry(policy: RetryPolicy, attempt: Attempt, error: ErrorInfo, retryable: bool) -> bool:
+def may_retry(policy: RetryPolicy, attempt: Attempt, error: ErrorInfo, retryable: bool) -> bool:
     """Whether the policy allows another attempt after this failure."""
     return (
         retryable
@@ -175,24 +133,24 @@ def _may_retry(policy: RetryPolicy, attempt: Attempt, error: ErrorInfo, retryabl
     )
 
 
-def retry(draft: Draft, step: Step, failed_number: int, error: ErrorInfo) -> None:
-    """Schedule the next attempt after the backoff delay (dispatch now when it is 0)."""
+def retry(draft: Draft, step: Step, failed: Attempt, error: ErrorInfo) -> None:
+    """Schedule the next attempt of ``failed``'s slot after the backoff delay
+    (dispatch it now when the delay is 0)."""
     job = draft.job
-    number = failed_number + 1
+    number = failed.number + 1
     attempt_id = new_attempt_id(job.job_id, len(job.attempts) + 1)
-    delay_s = retry_delay_s(step.retry, failed_number, attempt_id)
+    delay_s = retry_delay_s(step.retry, failed.number, attempt_id)
     due_at = later(draft.now, delay_s)
+    data = attempt_data(replace(failed, number=number, attempt_id=attempt_id))
     draft.record(
         "step_retry_scheduled",
-        step=step.name,
-        attempt=number,
-        attempt_id=str(attempt_id),
+        **data,
         due_at=due_at.isoformat(),
         delay_s=delay_s,
         error=error.model_dump(mode="json"),
     )
     if due_at <= draft.now:
-        dispatch(draft, step, number)
+        dispatch(draft, step, number, iteration=failed.iteration, item_index=failed.item_index)
         return
     scheduled = Attempt(
         attempt_id=attempt_id,
@@ -201,10 +159,11 @@ def retry(draft: Draft, step: Step, failed_number: int, error: ErrorInfo) -> Non
         status=AttemptStatus.SCHEDULED,
         created_at=draft.now,
         due_at=due_at,
-        run=draft.job.run,
+        run=job.run,
+        item_index=failed.item_index,
+        iteration=failed.iteration,
     )
     draft.put_attempt(scheduled)
-    draft.change(current_step=step.name)
 
 
 def lose(draft: Draft, attempt: Attempt, reason: str) -> None:
@@ -216,27 +175,43 @@ def lose(draft: Draft, attempt: Attempt, reason: str) -> None:
     step = draft.job.workflow.step(attempt.step)
     error = ErrorInfo(kind="worker_lost", message=reason, step=step.name)
     lost = abort(draft, attempt, AttemptStatus.LOST, reason, error=error)
-    crashes = count_crash(draft, step.name)
+    crashes = count_crash(draft, attempt)
     draft.record(
         "step_lost", **attempt_data(lost), worker_id=lost.worker_id, reason=reason, crashes=crashes
     )
     if crashes < step.max_crashes:
-        dispatch(draft, step, attempt.number)
+        dispatch(
+            draft, step, attempt.number, iteration=attempt.iteration, item_index=attempt.item_index
+        )
     else:
-        quarantine(draft, step, crashes, reason)
+        quarantine(draft, attempt, crashes, reason)
 
 
-def count_crash(draft: Draft, step: str) -> int:
-    """Add one worker crash to ``step``'s count and return the new count."""
-    crashes = draft.job.crashes.get(step, 0) + 1
-    draft.change(crashes={**draft.job.crashes, step: crashes})
+def crash_key(attempt: Attempt) -> str:
+    """Key of ``Job.crashes`` for the attempt's work: its step, or ``step[item]`` of a map."""
+    if attempt.item_index is None:
+        return attempt.step
+    return f"{attempt.step}[{attempt.item_index}]"
+
+
+def count_crash(draft: Draft, attempt: Attempt) -> int:
+    """Add one worker crash to the count of ``attempt``'s work and return the new count."""
+    key = crash_key(attempt)
+    crashes = draft.job.crashes.get(key, 0) + 1
+    draft.change(crashes={**draft.job.crashes, key: crashes})
     return crashes
 
 
-def quarantine(draft: Draft, step: Step, crashes: int, reason: str) -> None:
-    """Fail a job whose step keeps killing workers, with a diagnosis."""
-    message = f"worker lost {crashes} times: {reason}"
-    error = ErrorInfo(kind="worker_lost", message=message, step=step.name)
+def quarantine(draft: Draft, attempt: Attempt, crashes: int, reason: str) -> None:
+    """Fail a job whose work keeps killing workers, with a diagnosis (other live
+    attempts are stopped)."""
+    where = ""
+    if attempt.item_index is not None:
+        where = f" on item {attempt.item_index}"
+    elif attempt.step != draft.job.current_step:
+        where = f" on branch {attempt.step!r}"
+    message = f"worker lost {crashes} times{where}: {reason}"
+    error = ErrorInfo(kind="worker_lost", message=message, step=draft.job.current_step)
     end_job(draft, JobStatus.FAILED, "job_failed", error=error, crashes=crashes)
 
 
@@ -249,7 +224,11 @@ def end_job(
     output: JsonObject | None = None,
     **data: Any,
 ) -> None:
-    """Make the job terminal, record why and tell its followers (the one NotifyResult)."""
+    """Make the job terminal, record why and tell its followers (the one NotifyResult).
+
+    Attempts still live (other map items or branches) are stopped first.
+    """
+    abort_live(draft, AttemptStatus.CANCELLED, f"job {status}")
     draft.change(status=status, finished_at=draft.now, error=error)
     if error is not None:
         data["error"] = error.model_dump(mode="json")

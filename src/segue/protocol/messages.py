@@ -202,10 +202,19 @@ class StepTask(Message):
     attempt_id: UUID
     params: JsonObject = Field(default_factory=dict)
     inputs: JsonObject = Field(
-        default_factory=dict, description="outputs of earlier steps, by step name"
+        default_factory=dict,
+        description="the step's 'input' values by name; without 'input', the outputs of "
+        "earlier steps by step name",
     )
     heartbeat_s: float | None = Field(default=None, gt=0)
     timeout_s: float | None = Field(default=None, gt=0)
+    item: Any = Field(default=None, description="the map item this attempt runs")
+    item_index: int | None = Field(
+        default=None, ge=0, description="the index of the map item (None: not a map step)"
+    )
+    iteration: int = Field(
+        default=1, ge=1, description="the run of a repeated step, from 1 (attempts restart at 1)"
+    )
 
 
 class CancelAttempt(Message):
@@ -278,6 +287,8 @@ class AttemptView(BaseModel):
     progress: float | None = None
     progress_message: str | None = None
     error: ErrorInfo | None = None
+    item_index: int | None = Field(default=None, description="the map item it ran (0-based)")
+    iteration: int = Field(default=1, description="the run of a repeated step (from 1)")
 
 
 class HistoryEntry(BaseModel):

@@ -74,6 +74,9 @@ def _task(effect: DispatchStep, names: Names) -> OutboxMessage:
         inputs=effect.inputs,
         heartbeat_s=effect.heartbeat_s,
         timeout_s=effect.timeout_s,
+        item=effect.item,
+        item_index=effect.item_index,
+        iteration=effect.iteration,
     )
     return OutboxMessage(
         exchange=names.tasks_exchange,

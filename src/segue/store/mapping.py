@@ -126,6 +126,8 @@ def attempt_to_row(job_id: UUID, ordinal: int, attempt: Attempt) -> dict[str, An
         "progress_message": attempt.progress_message,
         "output": None if attempt.output is None else _json(attempt.output),
         "error": error_to_json(attempt.error),
+        "item_index": attempt.item_index,
+        "iteration": attempt.iteration,
     }
 
 
@@ -148,6 +150,8 @@ def row_to_attempt(row: Row) -> Attempt:
         progress_message=row["progress_message"],
         output=row["output"],
         error=error_from_json(row["error"]),
+        item_index=row["item_index"],
+        iteration=row["iteration"],
     )
 
 
@@ -187,6 +191,8 @@ def row_to_attempt_view(row: Row) -> AttemptView:
         progress=row["progress"],
         progress_message=row["progress_message"],
         error=error_from_json(row["error"]),
+        item_index=row["item_index"],
+        iteration=row["iteration"],
     )
 
 

@@ -8,7 +8,8 @@ schema (an integration test compares the two).
 - ``jobs``: one row per job; ``wake_at`` is when the sweeper must look at it
   (NULL: never), ``last_seq`` how many history entries were written.
 - ``step_attempts``: every attempt of every job, ``ordinal`` is its 1-based
-  position in ``Job.attempts``.
+  position in ``Job.attempts``; ``item_index`` the map item it runs (NULL: not
+  a map), ``iteration`` the run of a repeated step.
 - ``job_events``: the append-only history, ``(job_id, seq)``.
 - ``outbox``: messages committed with the state they belong to, deleted once
   published.
@@ -142,6 +143,8 @@ step_attempts = Table(
     Column("progress_message", Text, nullable=True),
     _json("output", nullable=True),
     _json("error", nullable=True),
+    Column("item_index", Integer, nullable=True),
+    Column("iteration", Integer, nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("attempt_id"),
     UniqueConstraint("job_id", "ordinal"),
     CheckConstraint(enum_check("status", AttemptStatus), name="status"),

@@ -38,6 +38,7 @@ class StepContext:
             step=task.step,
             attempt=task.attempt,
             worker_id=worker_id,
+            **({} if task.item_index is None else {"item_index": task.item_index}),
         )
 
     @property
@@ -82,8 +83,24 @@ class StepContext:
 
     @property
     def inputs(self) -> JsonObject:
-        """Outputs of earlier steps this step receives, by step name."""
+        """What the step receives: its ``input`` values by name, or (without ``input``
+        in the workflow) the outputs of earlier steps by step name."""
         return self._task.inputs
+
+    @property
+    def item(self) -> Any:
+        """The item of a map step this attempt runs (None for other steps)."""
+        return self._task.item
+
+    @property
+    def item_index(self) -> int | None:
+        """The index of :attr:`item` in the mapped list (None for other steps)."""
+        return self._task.item_index
+
+    @property
+    def iteration(self) -> int:
+        """Which run of a repeated step this is, from 1 (:attr:`attempt` restarts at 1)."""
+        return self._task.iteration
 
     @property
     def cancelled(self) -> bool:

@@ -24,8 +24,9 @@ from segue.workflows.model import (
     Step,
 )
 
-_MISSING: Any = object()
+MISSING: Any = object()
 """What a lookup of an absent variable gives (``None`` is a value: JSON null)."""
+_MISSING = MISSING
 
 _ORDERINGS: Mapping[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
@@ -66,6 +67,47 @@ def next_step(step: Step, params: Mapping[str, Any], outputs: Mapping[str, Any])
         if evaluate(branch.when, params, outputs):
             return branch.goto
     return target.default
+
+
+def lookup(var: str, params: Mapping[str, Any], outputs: Mapping[str, Any]) -> Any:
+    """The value of ``var`` (``params.<name>``, ``outputs.<step>[.<key>...]``), or
+    :data:`MISSING` when it is absent."""
+    return _lookup(var, params, outputs)
+
+
+def why_missing(var: str, params: Mapping[str, Any], outputs: Mapping[str, Any]) -> str:
+    """Where the lookup of a missing ``var`` stops, in words (empty when it is present)."""
+    scope, _, rest = var.partition(".")
+    if scope == "params":
+        return "" if rest in params else f"the job has no parameter {rest!r}"
+    first, *keys = rest.split(".")
+    if first not in outputs:
+        if first == "_failure":
+            return "there is no failure: outputs._failure is set only for an on_failure step"
+        return f"step {first!r} has no output"
+    node, path = outputs[first], f"outputs.{first}"
+    for key in keys:
+        if not isinstance(node, Mapping):
+            return f"{path} is {json_kind(node)}, not an object"
+        if key not in node:
+            return f"{path} has no key {key!r}"
+        node, path = node[key], f"{path}.{key}"
+    return ""
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words: ``a list``, ``a string``, ``null``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
 
 
 def _lookup(var: str, params: Mapping[str, Any], outputs: Mapping[str, Any]) -> Any:

@@ -4,7 +4,10 @@ Pure functions of a (linted) :class:`~segue.workflows.model.Workflow`;
 ``segue workflows show`` prints them. The flowchart has a start and an end node,
 one node per step (its name over its queue), an edge per ``next`` (labelled with
 the branch condition, or ``default``, for a switch) and a dashed edge per
-``on_failure``.
+``on_failure``. A map step is a subroutine box saying what it runs over; a
+parallel step is a hexagon with an edge to each branch, whose edges meet in a
+join node where the parallel step continues; a repeated step has an edge back
+to itself labelled with its ``until`` condition.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from segue.workflows.model import (
     DurationParameter,
     FloatParameter,
     IntegerParameter,
+    ListParameter,
     Parameter,
     RetryPolicy,
     Step,
@@ -58,23 +62,68 @@ def edges(step: Step) -> list[Edge]:
 def to_mermaid(workflow: Workflow) -> str:
     """A Mermaid ``flowchart TD`` of the workflow's steps, ending with a newline."""
     ids = _node_ids(workflow)
+    parents = _branch_parents(workflow)
     lines = ["flowchart TD", f'    {_START}(["start"])']
-    lines.extend(f'    {ids[step.name]}["{_step_label(step)}"]' for step in workflow.steps)
+    lines.extend(f"    {_node(ids[step.name], step)}" for step in workflow.steps)
     lines.extend(
         f'    {node}["{_escape(name)}<br/>(unknown step)"]'
         for name, node in ids.items()
         if node.startswith("u")
     )
+    lines.extend(
+        f'    {_join_id(ids, step.name)}(("join {_escape(step.name)}"))'
+        for step in workflow.steps
+        if step.parallel is not None
+    )
     lines.append(f'    {_END}(["end"])')
     lines.append(f"    {_START} --> {ids[workflow.first_step.name]}")
     for step in workflow.steps:
-        lines.extend(f"    {_mermaid_edge(ids[step.name], edge, ids)}" for edge in edges(step))
+        lines.extend(f"    {line}" for line in _step_edges(step, ids, parents))
     return "\n".join(lines) + "\n"
+
+
+def _node(node: str, step: Step) -> str:
+    """A step's node: a box, a subroutine box for a map, a hexagon for a parallel step."""
+    if step.parallel is not None:
+        text = f"{_escape(step.name)}<br/>(parallel{_tolerance(step.parallel.tolerate_failures)})"
+        return f'{node}{{{{"{text}"}}}}'
+    if step.map is not None:
+        spec = step.map
+        about = f"for each of {spec.over}, {spec.max_concurrency} at a time"
+        text = f"{_step_label(step)}<br/>{_escape(about + _tolerance(spec.tolerate_failures))}"
+        return f'{node}[["{text}"]]'
+    return f'{node}["{_step_label(step)}"]'
+
+
+def _tolerance(failures: int) -> str:
+    """``, tolerates 2 failures`` (empty when none are tolerated)."""
+    return f", tolerates {_count(failures, 'failure')}" if failures else ""
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 item``, ``2 items``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _step_label(step: Step) -> str:
     """The step's name over its queue."""
-    return f"{_escape(step.name)}<br/>({_escape(step.queue)})"
+    return f"{_escape(step.name)}<br/>({_escape(step.queue or 'no queue')})"
+
+
+def _join_id(ids: dict[str, str], parallel: str) -> str:
+    """The id of the join node of parallel step ``parallel``: ``j<index>``."""
+    return "j" + ids[parallel][1:]
+
+
+def _branch_parents(workflow: Workflow) -> dict[str, str]:
+    """Branch step name -> the parallel step it is a branch of."""
+    return {
+        branch: step.name
+        for step in workflow.steps
+        if step.parallel is not None
+        for branch in step.parallel.branches
+        if branch != step.name
+    }
 
 
 def _node_ids(workflow: Workflow) -> dict[str, str]:
@@ -84,15 +133,38 @@ def _node_ids(workflow: Workflow) -> dict[str, str]:
     for index, step in enumerate(workflow.steps):
         ids.setdefault(step.name, f"s{index}")
     for step in workflow.steps:
-        for edge in edges(step):
-            if edge.target is not None:
-                ids.setdefault(edge.target, f"u{len(ids)}")
+        targets = [edge.target for edge in edges(step)]
+        targets.extend(step.parallel.branches if step.parallel is not None else [])
+        for target in targets:
+            if target is not None:
+                ids.setdefault(target, f"u{len(ids)}")
     return ids
 
 
-def _mermaid_edge(source: str, edge: Edge, ids: dict[str, str]) -> str:
+def _step_edges(step: Step, ids: dict[str, str], parents: dict[str, str]) -> list[str]:
+    """Every edge out of ``step``: to its branches, back to itself, then ``next``/``on_failure``.
+
+    A parallel step continues from its join node; a branch without ``next`` ends
+    in the join node of its parallel step.
+    """
+    source = ids[step.name]
+    found: list[str] = []
+    if step.parallel is not None:
+        found.extend(f"{source} --> {ids[branch]}" for branch in step.parallel.branches)
+        source = _join_id(ids, step.name)
+    if step.repeat is not None:
+        until = describe(step.repeat.until)
+        label = f"repeat until {until}, at most {step.repeat.max_iterations} times"
+        found.append(f'{ids[step.name]} -->|"{_escape(label)}"| {ids[step.name]}')
+    parent = parents.get(step.name)
+    end = _join_id(ids, parent) if parent is not None and parent in ids else _END
+    found.extend(_mermaid_edge(source, edge, ids, end) for edge in edges(step))
+    return found
+
+
+def _mermaid_edge(source: str, edge: Edge, ids: dict[str, str], end: str = _END) -> str:
     """One edge: solid for ``next``, dashed for ``on_failure``, labelled when it has a label."""
-    target = _END if edge.target is None else ids[edge.target]
+    target = end if edge.target is None else ids[edge.target]
     arrow = "-.->" if edge.on_failure else "-->"
     label = f'|"{_escape(edge.label)}"|' if edge.label else ""
     return f"{source} {arrow}{label} {target}"
@@ -112,14 +184,16 @@ def to_outline(workflow: Workflow) -> str:
     if workflow.description:
         lines.append(workflow.description)
     timeout = _seconds(workflow.timeout_s) if workflow.timeout_s else "none"
-    lines.extend([f"job timeout: {timeout}", "", "parameters:"])
+    lines.append(f"job timeout: {timeout}")
+    lines.extend([f"largest step output: {workflow.max_output_bytes} bytes", "", "parameters:"])
     for param in workflow.parameters:
         lines.extend(_parameter_lines(param))
     if not workflow.parameters:
         lines.append("  (none)")
     lines.extend(["", "steps:"])
+    parents = _branch_parents(workflow)
     for number, step in enumerate(workflow.steps, start=1):
-        lines.extend(_step_lines(number, step))
+        lines.extend(_step_lines(number, step, parents.get(step.name)))
     return "\n".join(lines) + "\n"
 
 
@@ -150,6 +224,12 @@ def _limits(param: Parameter) -> list[str]:
             limits.append(f"at least {param.min_length} characters")
         if param.max_length is not None:
             limits.append(f"at most {param.max_length} characters")
+    elif isinstance(param, ListParameter):
+        limits.append(f"items {param.items.type}")
+        if param.min_items is not None:
+            limits.append(f"at least {_count(param.min_items, 'item')}")
+        if param.max_items is not None:
+            limits.append(f"at most {_count(param.max_items, 'item')}")
     elif isinstance(
         param, IntegerParameter | FloatParameter | DatetimeParameter | DurationParameter
     ):
@@ -160,11 +240,43 @@ def _limits(param: Parameter) -> list[str]:
     return limits
 
 
-def _step_lines(number: int, step: Step) -> list[str]:
-    """A step: name and queue, description, timeouts and retry, then where it goes."""
-    lines = [f"  {number}. {step.name} (queue {step.queue})"]
+def _step_lines(number: int, step: Step, parent: str | None = None) -> list[str]:
+    """A step: what it runs, its settings, then where it goes (``parent``: the parallel
+    step it is a branch of)."""
+    if step.parallel is not None:
+        spec = step.parallel
+        joined = f"joins when all are done{_tolerance(spec.tolerate_failures)}"
+        lines = [f"  {number}. {step.name} (parallel: {', '.join(spec.branches)}; {joined})"]
+    else:
+        lines = [f"  {number}. {step.name} (queue {step.queue})"]
     if step.description:
         lines.append(f"     {step.description}")
+    if step.parallel is None:
+        lines.extend(_task_lines(step))
+    if step.repeat is not None:
+        until = describe(step.repeat.until)
+        lines.append(f"     repeat: until {until}, at most {step.repeat.max_iterations} times")
+    if parent is not None and step.next is None:
+        lines.append(f"     next: the join of {parent}")
+    else:
+        lines.append(f"     next: {_next(step)}")
+    if step.on_failure is not None:
+        lines.append(f"     on failure: {step.on_failure}")
+    return lines
+
+
+def _task_lines(step: Step) -> list[str]:
+    """A task step's map, inputs, timeouts, retry policy and output limit."""
+    lines = []
+    if step.map is not None:
+        spec = step.map
+        lines.append(
+            f"     map: for each item of {spec.over}, at most {spec.max_concurrency} at a time"
+            + _tolerance(spec.tolerate_failures)
+        )
+    if step.input is not None:
+        pairs = [f"{name} = {var}" for name, var in step.input.items()]
+        lines.append(f"     input: {', '.join(pairs) or 'nothing'}")
     settings = [
         f"timeout {_seconds(step.timeout_s) if step.timeout_s else 'none'}",
         f"heartbeat {_seconds(step.heartbeat_s) if step.heartbeat_s else 'none'}",
@@ -172,10 +284,9 @@ def _step_lines(number: int, step: Step) -> list[str]:
     if step.dispatch_timeout_s:
         settings.append(f"dispatch timeout {_seconds(step.dispatch_timeout_s)}")
     settings.extend([_retry(step.retry), f"max crashes {step.max_crashes}"])
+    if step.max_output_bytes is not None:
+        settings.append(f"largest output {step.max_output_bytes} bytes")
     lines.append(f"     {', '.join(settings)}")
-    lines.append(f"     next: {_next(step)}")
-    if step.on_failure is not None:
-        lines.append(f"     on failure: {step.on_failure}")
     return lines
 
 

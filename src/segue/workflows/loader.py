@@ -23,6 +23,7 @@ from segue.protocol.names import QUEUE_NAME_PATTERN
 from segue.workflows.legacy import from_legacy, legacy_problems
 from segue.workflows.lint import Problem, lint
 from segue.workflows.model import (
+    INPUT_VAR_PATTERN,
     NAME_PATTERN,
     UNION_TAGS,
     VAR_PATTERN,
@@ -35,6 +36,7 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
 _PATTERN_WORDS = {
     VAR_PATTERN: "a variable: params.<name> or outputs.<step>.<key>[.<key>...]",
+    INPUT_VAR_PATTERN: "a variable: params.<name>, outputs.<step> or outputs.<step>.<key>...",
     NAME_PATTERN: "a name: a letter, then up to 99 letters, digits, '_' or '-'",
     QUEUE_NAME_PATTERN.pattern: "a queue name: 1 to 100 letters, digits, '_', '.' or '-'",
 }
@@ -87,7 +89,12 @@ class Catalog:
 
     def queues(self) -> set[str]:
         """Every step queue of every workflow: the task types workers must serve."""
-        return {step.queue for loaded in self for step in loaded.workflow.steps}
+        return {
+            step.queue
+            for loaded in self
+            for step in loaded.workflow.steps
+            if step.queue is not None
+        }
 
     def __iter__(self) -> Iterator[LoadedWorkflow]:
         return iter(self._by_name.values())
@@ -185,6 +192,8 @@ def _json_path(error: ErrorDetails) -> str:
     parts = ["$"]
     for index, part in enumerate(loc):
         is_key = index == len(loc) - 1 and error["type"] == "extra_forbidden"
+        if part == "[key]":  # pydantic's marker of a dict key that is invalid
+            continue
         if isinstance(part, int):
             parts.append(f"[{part}]")
         elif part in UNION_TAGS and not is_key:

@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StringConstraints,
     Tag,
     ValidationInfo,
     field_validator,
@@ -33,9 +34,17 @@ VAR_PATTERN = (
     r"^(params\.[A-Za-z_][A-Za-z0-9_]*|outputs\.[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+)$"
 )
 """``params.<name>`` or ``outputs.<step>.<key>[.<key>...]``."""
+INPUT_VAR_PATTERN = (
+    r"^(params\.[A-Za-z_][A-Za-z0-9_]*"
+    r"|outputs\.(_failure|[A-Za-z][A-Za-z0-9_-]*)(\.[A-Za-z0-9_-]+)*)$"
+)
+"""``params.<name>``, ``outputs.<step>`` (a whole output) or ``outputs.<step>.<key>...``;
+``outputs._failure`` is the failure an ``on_failure`` step handles."""
+DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
+"""Largest step output (compact JSON, in bytes) a workflow accepts unless it says otherwise."""
 
 UNION_TAGS = frozenset(
-    {"string", "boolean", "integer", "float", "datetime", "duration"}  # Parameter, by ``type``
+    {"string", "boolean", "integer", "float", "datetime", "duration", "list"}  # Parameter
     | {"comparison", "all_of", "any_of", "negation", "existence"}  # Condition
     | {"step_name", "switch"}  # Step.next
 )
@@ -191,13 +200,34 @@ class DurationParameter(ParameterBase):
         return value
 
 
+ItemType = Literal["string", "integer", "float", "boolean"]
+ListItem = str | int | float | bool
+
+
+class ListItems(Strict):
+    """What each item of a list parameter is."""
+
+    type: ItemType = Field(description="every item is a string, integer, float or boolean")
+
+
+class ListParameter(ParameterBase):
+    """A list of strings, integers, floats or booleans, e.g. the scenarios a map step runs."""
+
+    type: Literal["list"] = "list"
+    items: ListItems
+    default: list[ListItem] | None = None
+    min_items: int | None = Field(default=None, ge=0)
+    max_items: int | None = Field(default=None, ge=0)
+
+
 Parameter = Annotated[
     StringParameter
     | BooleanParameter
     | IntegerParameter
     | FloatParameter
     | DatetimeParameter
-    | DurationParameter,
+    | DurationParameter
+    | ListParameter,
     Field(discriminator="type"),
 ]
 
@@ -350,13 +380,78 @@ class RetryPolicy(Strict):
     )
 
 
+InputName = Annotated[str, StringConstraints(pattern=PARAMETER_NAME_PATTERN)]
+InputVar = Annotated[str, StringConstraints(pattern=INPUT_VAR_PATTERN)]
+
+
+class MapSpec(Strict):
+    """Run the step's task once per item of a list, at most ``max_concurrency`` at a time.
+
+    Each item has its own attempts (and retry policy); the step's output is
+    ``{"items": [output_0, ...]}`` in item order, with ``null`` for an item that
+    failed (its error under ``"errors"``, by index) while the failures stay
+    within ``tolerate_failures``.
+    """
+
+    over: str = Field(
+        pattern=VAR_PATTERN,
+        description="the list: params.<name> (a list parameter) or outputs.<step>.<key>...",
+    )
+    max_concurrency: int = Field(default=1, ge=1, description="items running at the same time")
+    tolerate_failures: int = Field(
+        default=0, ge=0, description="items that may fail for good without failing the step"
+    )
+
+
+class ParallelSpec(Strict):
+    """Run the ``branches`` (task steps of this workflow) at the same time, then join.
+
+    The parallel step's output is ``{branch: output or null}``; each branch's
+    output is also stored under the branch's own name.
+    """
+
+    branches: list[str] = Field(
+        min_length=1, description="task steps whose own 'next' is null; they run only here"
+    )
+    tolerate_failures: int = Field(
+        default=0, ge=0, description="branches that may fail without failing the step"
+    )
+
+
+class RepeatSpec(Strict):
+    """Run the step again after each success until ``until`` holds (a bounded loop).
+
+    ``until`` sees the output just made as ``outputs.<this step>``. Reaching
+    ``max_iterations`` without it fails the step (error kind ``loop_exhausted``).
+    """
+
+    until: Condition
+    max_iterations: int = Field(ge=1, le=1000, description="runs of the step at most")
+
+
 class Step(Strict):
-    """One unit of work, run by a worker serving ``queue``."""
+    """One unit of work: a task run by a worker serving ``queue``, or ``parallel`` branches."""
 
     name: str = Field(pattern=NAME_PATTERN, description="unique within the workflow")
-    queue: str = Field(
+    queue: str | None = Field(
+        default=None,
         pattern=QUEUE_NAME_PATTERN.pattern,
-        description="the task type; workers serving it run this step",
+        description="the task type; workers serving it run this step (not with 'parallel')",
+    )
+    parallel: ParallelSpec | None = Field(
+        default=None, description="run these branch steps at the same time (instead of a queue)"
+    )
+    map: MapSpec | None = Field(default=None, description="run the task once per item of a list")
+    repeat: RepeatSpec | None = Field(
+        default=None, description="run the step again until a condition holds (bounded)"
+    )
+    input: dict[InputName, InputVar] | None = Field(
+        default=None,
+        description="the task's inputs, by name: params.<name>, outputs.<step> or "
+        "outputs.<step>.<key>...; without it a task gets every earlier output by step name",
+    )
+    max_output_bytes: int | None = Field(
+        default=None, ge=1, description="overrides the workflow's limit for this step's output"
     )
     description: str = ""
     timeout_s: float | None = Field(default=None, gt=0, description="max run time of one attempt")
@@ -388,6 +483,11 @@ class Workflow(Strict):
         description="recorded with each job, with the definition's content hash",
     )
     timeout_s: float | None = Field(default=None, gt=0, description="max life time of a job")
+    max_output_bytes: int = Field(
+        default=DEFAULT_MAX_OUTPUT_BYTES,
+        ge=1,
+        description="largest step output (compact JSON bytes); pass bigger data by reference",
+    )
     parameters: list[Parameter] = Field(
         default_factory=list, description="what a job's params may hold"
     )
@@ -405,6 +505,10 @@ class Workflow(Strict):
                 return step
         raise KeyError(name)
 
+    def output_limit(self, step: Step) -> int:
+        """The largest output ``step`` may make, in bytes of compact JSON."""
+        return step.max_output_bytes or self.max_output_bytes
+
 
 class WorkflowFile(Strict):
     """The whole ``workflow_config.json``."""
@@ -420,3 +524,4 @@ AllOf.model_rebuild()
 AnyOf.model_rebuild()
 Not.model_rebuild()
 Branch.model_rebuild()
+RepeatSpec.model_rebuild()

@@ -29,6 +29,7 @@ from segue.workflows.model import (
     DurationParameter,
     FloatParameter,
     IntegerParameter,
+    ListParameter,
     Parameter,
     Relation,
     StringParameter,
@@ -57,6 +58,7 @@ _JSON_TYPES: Mapping[str, dict[str, Any]] = {
         "pattern": DURATION_PATTERN,
         "minimum": 0,
     },
+    "list": {"type": "array"},
 }
 _TYPE_WORDS = {
     "string": "a string",
@@ -64,6 +66,7 @@ _TYPE_WORDS = {
     "integer": "an integer",
     "number": "a number",
     "object": "an object",
+    "array": "a list",
 }
 _ORDER_KINDS = {
     "integer": "number",
@@ -114,6 +117,8 @@ def parameter_schema(parameter: Parameter) -> dict[str, Any]:
     elif isinstance(parameter, IntegerParameter | FloatParameter):
         bounds = {"minimum": parameter.minimum, "maximum": parameter.maximum}
         schema.update({key: value for key, value in bounds.items() if value is not None})
+    elif isinstance(parameter, ListParameter):
+        schema.update(_list_keywords(parameter))
     elif isinstance(parameter, DatetimeParameter | DurationParameter):
         # Not validation keywords: JSON Schema cannot bound strings; the server checks them.
         annotated = {"x-minimum": parameter.minimum, "x-maximum": parameter.maximum}
@@ -136,6 +141,16 @@ def _string_keywords(parameter: StringParameter) -> dict[str, Any]:
         keywords["minLength"] = parameter.min_length
     if parameter.max_length is not None:
         keywords["maxLength"] = parameter.max_length
+    return keywords
+
+
+def _list_keywords(parameter: ListParameter) -> dict[str, Any]:
+    """``items`` (the type of each item), ``minItems`` and ``maxItems`` of a list."""
+    keywords: dict[str, Any] = {"items": dict(_JSON_TYPES[parameter.items.type])}
+    if parameter.min_items is not None:
+        keywords["minItems"] = parameter.min_items
+    if parameter.max_items is not None:
+        keywords["maxItems"] = parameter.max_items
     return keywords
 
 
@@ -187,9 +202,18 @@ def _with_defaults(workflow: Workflow, raw: Mapping[str, Any]) -> dict[str, Any]
         value = raw.get(param.name, param.default)
         if isinstance(param, IntegerParameter) and isinstance(value, float):
             value = int(value)
+        if isinstance(param, ListParameter) and param.items.type == "integer":
+            value = _integral_items(value)
         if value is not None:
             resolved[param.name] = value
     return resolved
+
+
+def _integral_items(value: Any) -> Any:
+    """A list with each integral float (``3.0``) as an int; anything else as it is."""
+    if not isinstance(value, list):
+        return value
+    return [int(item) if isinstance(item, float) and item.is_integer() else item for item in value]
 
 
 def _validator(schema: dict[str, Any]) -> Draft202012Validator:
@@ -338,8 +362,17 @@ def _message(error: ValidationError) -> str:
             return f"{value!r} is shorter than the minimum length of {rule}"
         case "maxLength":
             return f"{value!r} is longer than the maximum length of {rule}"
+        case "minItems" if isinstance(value, list):
+            return f"{_items(len(value))}, fewer than the minimum of {rule}"
+        case "maxItems" if isinstance(value, list):
+            return f"{_items(len(value))}, more than the maximum of {rule}"
         case _:
             return error.message
+
+
+def _items(count: int) -> str:
+    """``has 1 item`` / ``has 3 items``."""
+    return f"has {count} item{'' if count == 1 else 's'}"
 
 
 def _time_message(fmt: str, value: Any) -> str:

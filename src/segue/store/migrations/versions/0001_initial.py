@@ -141,6 +141,8 @@ def _create_step_attempts() -> None:
         sa.Column("progress_message", sa.Text(), nullable=True),
         _jsonb("output", nullable=True),
         _jsonb("error", nullable=True),
+        sa.Column("item_index", sa.Integer(), nullable=True),
+        sa.Column("iteration", sa.Integer(), nullable=False, server_default=sa.text("1")),
         sa.PrimaryKeyConstraint("attempt_id", name="pk_step_attempts"),
         sa.UniqueConstraint("job_id", "ordinal", name="uq_step_attempts_job_id_ordinal"),
         sa.ForeignKeyConstraint(
