@@ -57,17 +57,7 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 def workflow_infos_from_file(path: Path) -> list[WorkflowInfo]:
     """The workflows of a local file, as the orchestrator would list them."""
-    return [
-        WorkflowInfo(
-            name=loaded.workflow.name,
-            description=loaded.workflow.description,
-            version=loaded.workflow.version,
-            content_hash=loaded.content_hash,
-            steps=[step.name for step in loaded.workflow.steps],
-            parameters_schema=loaded.parameters_schema,
-        )
-        for loaded in load_workflows(path)
-    ]
+    return [loaded.info() for loaded in load_workflows(path)]
 
 
 def print_workflows(console: Console, infos: list[WorkflowInfo]) -> None:
@@ -106,11 +96,15 @@ def print_job(console: Console, view: JobView) -> None:
     if view.outputs:
         console.print(f"outputs {json.dumps(view.outputs)}", highlight=False)
     attempts = Table(title="attempts")
-    for column in ("step", "#", "status", "worker", "started", "finished", "progress", "error"):
+    columns = ("run", "step", "item", "iter", "#", "status", "worker")
+    for column in (*columns, "started", "finished", "progress", "error"):
         attempts.add_column(column)
     for attempt in view.attempts:
         attempts.add_row(
+            str(attempt.run),
             attempt.step,
+            "" if attempt.item_index is None else str(attempt.item_index),
+            str(attempt.iteration),
             str(attempt.number),
             str(attempt.status),
             attempt.worker_id or "",

@@ -41,7 +41,6 @@ from segue.protocol.messages import (
     StepSucceeded,
     SubmitJob,
     WorkerEvent,
-    WorkflowInfo,
     WorkflowsReply,
 )
 from segue.protocol.names import Names, update_routing_key
@@ -190,17 +189,7 @@ class Handlers:
     async def _list_workflows(self, message: AbstractIncomingMessage) -> Outcome:
         if not message.reply_to:
             return Outcome.dead("list_workflows without reply_to: nowhere to answer")
-        infos = [
-            WorkflowInfo(
-                name=loaded.workflow.name,
-                description=loaded.workflow.description,
-                version=loaded.workflow.version,
-                content_hash=loaded.content_hash,
-                steps=[step.name for step in loaded.workflow.steps],
-                parameters_schema=loaded.parameters_schema,
-            )
-            for loaded in self._catalog
-        ]
+        infos = [loaded.info() for loaded in self._catalog]
         await self._reply(message, WorkflowsReply(workflows=infos))
         return Outcome.ack("workflows_listed")
 

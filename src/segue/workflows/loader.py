@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from segue.errors import ConfigurationError
+from segue.protocol.messages import WorkflowInfo
 from segue.protocol.names import QUEUE_NAME_PATTERN
 from segue.workflows.legacy import from_legacy, legacy_problems
 from segue.workflows.lint import Problem, lint
@@ -65,6 +66,17 @@ class LoadedWorkflow:
     def of(cls, workflow: Workflow) -> LoadedWorkflow:
         """Wrap an already-linted workflow, computing its hash and parameters schema."""
         return cls(workflow, content_hash(workflow), parameters_schema(workflow))
+
+    def info(self) -> WorkflowInfo:
+        """The workflow as offered to clients (``segue workflows list``, forms in a UI)."""
+        return WorkflowInfo(
+            name=self.workflow.name,
+            description=self.workflow.description,
+            version=self.workflow.version,
+            content_hash=self.content_hash,
+            steps=[step.name for step in self.workflow.steps],
+            parameters_schema=self.parameters_schema,
+        )
 
 
 class Catalog:
