@@ -162,7 +162,7 @@ def tiny_consumer_timeout() -> Iterator[None]:
         yield None
     finally:
         rabbit_env("application:set_env(rabbit, consumer_timeout, 1800000).")
-        rabbit_env("application:unset_env(rabbit, channel_tick_interval).")
+        rabbit_env("application:set_env(rabbit, channel_tick_interval, 60000).")
 
 
 async def hold_unacked(message: aio_pika.abc.AbstractIncomingMessage) -> None:

@@ -100,3 +100,29 @@ def _refusal(action: Callable[[], object]) -> str | None:
 
 def test_cancel_has_a_default_reason() -> None:
     assert CancelJob(job_id=uuid4()).reason == "cancelled by client"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+        (b'{"type": "cancel_job", "x": NaN}', "NaN is not a JSON number"),
+        (b'{"type": "cancel_job", "x": -Infinity}', "-Infinity is not a JSON number"),
+        (b'{"type": "cancel_job", "x": 1e400}', "number 1e400 is out of range"),
+        (b'{"type": "cancel_job", "x": "a\\u0000b"}', "NUL character"),
+        (b'{"type": "cancel_job", "x": {"\\ud800": 1}}', "lone UTF-16 surrogate"),
+        (b'{"x": ' + b'{"y": ' * 70 + b"1" + b"}" * 70 + b"}", "nested deeper than 64 levels"),
+    ],
+)
+def test_values_no_database_or_encoder_accepts_are_refused_up_front(
+    body: bytes, reason: str
+) -> None:
+    with pytest.raises(InvalidMessageError) as refused:
+        decode(COMMAND_ADAPTER, body)
+    assert reason in refused.value.reason
+
+
+def test_the_type_of_an_invalid_message_is_kept() -> None:
+    with pytest.raises(InvalidMessageError) as refused:
+        decode(COMMAND_ADAPTER, b'{"type": "cancel_job", "job_id": "nope"}')
+    assert refused.value.message_type == "cancel_job"

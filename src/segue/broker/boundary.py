@@ -12,12 +12,18 @@ from enum import StrEnum
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
-from segue.broker.publisher import ConfirmedPublisher, Outgoing
+from segue.broker.publisher import ConfirmedPublisher, Outgoing, PublishError
 
 REASON_HEADER = "x-segue-reason"
 SOURCE_QUEUE_HEADER = "x-segue-source-queue"
 MAX_REASON_CHARS = 2000
+
+
+def is_transient_broker_error(exc: BaseException) -> bool:
+    """Connection trouble with the broker or the network: worth trying again."""
+    return isinstance(exc, (OSError, TimeoutError, PublishError, *CONNECTION_EXCEPTIONS))
 
 
 class Verdict(StrEnum):
@@ -56,9 +62,10 @@ Callback = Callable[[AbstractIncomingMessage], Awaitable[None]]
 class ConsumeBoundary:
     """Runs a handler on a message and settles the message from its outcome.
 
-    A handler exception never escapes: the message is requeued after
-    ``retry_delay_s`` (the failure is transient, e.g. the database restarting),
-    so a consumer never dies and nothing is lost.
+    A handler exception never escapes, so a consumer never dies. A transient
+    failure (``is_transient``: e.g. the database restarting) requeues the
+    message after ``retry_delay_s``, so nothing is lost; any other failure would
+    fail the same way forever, so the message is dead-lettered with the error.
     """
 
     def __init__(
@@ -67,7 +74,9 @@ class ConsumeBoundary:
         dead_exchange: str,
         retry_delay_s: float = 1.0,
         observer: Observer | None = None,
+        is_transient: Callable[[BaseException], bool] = is_transient_broker_error,
     ) -> None:
+        self._is_transient = is_transient
         self._publisher = publisher
         self._observer = observer
         self._dead_exchange = dead_exchange
@@ -100,14 +109,21 @@ class ConsumeBoundary:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                outcome = Outcome(Verdict.REQUEUE, f"{type(exc).__name__}: {exc}", "handler_error")
-                self._log.exception("handler_error", error=outcome.reason)
-                await asyncio.sleep(self._retry_delay_s)
+                outcome = await self._on_error(exc)
             else:
                 self._log_outcome(outcome)
             await self._apply(queue_name, message, outcome)
             if self._observer is not None:
                 self._observer(queue_name, outcome, time.monotonic() - started)
+
+    async def _on_error(self, exc: Exception) -> Outcome:
+        reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+        if self._is_transient(exc):
+            self._log.warning("handler_failed_transiently", error=reason)
+            await asyncio.sleep(self._retry_delay_s)
+            return Outcome(Verdict.REQUEUE, reason, "handler_failed_transiently")
+        self._log.exception("handler_error", error=reason)
+        return Outcome(Verdict.DEAD_LETTER, f"handler error: {reason}", "handler_error")
 
     async def drain(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for messages being handled; returns how many remain."""

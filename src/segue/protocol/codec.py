@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -18,6 +19,8 @@ from segue.protocol.messages import (
 )
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
+MAX_DEPTH = 64
+"""Deepest nesting of JSON a message may have."""
 
 T = TypeVar("T")
 
@@ -32,13 +35,17 @@ class InvalidMessageError(SegueError):
     """A message body could not be decoded; ``reason`` says why, precisely.
 
     ``job_id`` is set when the body named a valid job id, so the sender can be
-    answered even though the message itself is unusable.
+    answered even though the message itself is unusable; ``message_type`` is
+    the body's ``type`` when it could be read.
     """
 
-    def __init__(self, reason: str, job_id: UUID | None = None) -> None:
+    def __init__(
+        self, reason: str, job_id: UUID | None = None, message_type: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.job_id = job_id
+        self.message_type = message_type
 
 
 def encode(message: BaseModel) -> bytes:
@@ -54,15 +61,70 @@ def decode(adapter: TypeAdapter[T], body: bytes, max_bytes: int = DEFAULT_MAX_BO
             _sniff_job_id(body[:4096]),
         )
     try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidMessageError(f"body is not valid JSON: {exc}") from exc
+        raw = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise InvalidMessageError(
+            "body is not valid JSON: nested too deeply", _sniff_job_id(body[:4096])
+        ) from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, refused numbers
+        raise InvalidMessageError(
+            f"body is not valid JSON: {exc}", _sniff_job_id(body[:4096])
+        ) from exc
     if not isinstance(raw, dict):
         raise InvalidMessageError(f"body must be a JSON object, got {type(raw).__name__}")
+    message_type = raw.get("type") if isinstance(raw.get("type"), str) else None
+    problem = unstorable(raw)
+    if problem is not None:
+        raise InvalidMessageError(problem, _job_id_of(raw), message_type)
     try:
         return adapter.validate_python(raw)
     except ValidationError as exc:
-        raise InvalidMessageError(describe_validation_error(exc), _job_id_of(raw)) from exc
+        reason = describe_validation_error(exc)
+        raise InvalidMessageError(reason, _job_id_of(raw), message_type) from exc
+
+
+def unstorable(value: object, max_depth: int = MAX_DEPTH) -> str | None:
+    """Why a decoded JSON value cannot be stored or sent on, or None if it can.
+
+    PostgreSQL's JSON types refuse NUL characters, and UTF-8 cannot encode
+    lone surrogates (``"\\ud800"``); deeply nested values exhaust recursion in
+    every library that walks them. Checked without recursion.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return f"body is nested deeper than {max_depth} levels"
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "body contains a NUL character (\\u0000), which cannot be stored"
+            if not item.isascii() and _has_surrogate(item):
+                return "body contains a lone UTF-16 surrogate, which is not valid Unicode text"
+        elif isinstance(item, dict):
+            stack.extend((key, depth + 1) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return number
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -20,6 +20,7 @@ from segue.errors import ConfigurationError
 from segue.protocol.names import Names
 from segue.protocol.topology import task_queue
 from segue.service.applier import Applier
+from segue.service.failures import is_transient
 from segue.service.handlers import Handlers
 from segue.service.health import HealthMonitor, HealthServer
 from segue.service.metrics import Metrics
@@ -130,7 +131,9 @@ async def _assembled(
             _spawn(monitor.run(), "health-monitor"),
         ]
         stack.push_async_callback(_cancel_all, background)
-        boundary = ConsumeBoundary(publisher, names.dead_exchange, observer=metrics.observe)
+        boundary = ConsumeBoundary(
+            publisher, names.dead_exchange, observer=metrics.observe, is_transient=is_transient
+        )
         yield Parts(store, connection, channel, queues, handlers, boundary, http, background)
 
 

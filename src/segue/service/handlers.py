@@ -48,6 +48,16 @@ from segue.service.applier import Applied, Applier
 from segue.store.repository import Store
 from segue.workflows.loader import Catalog
 
+MAX_REASON_CHARS = 4000
+"""Longest rejection reason sent back (a huge invalid payload must not echo back whole)."""
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
 
 class Handlers:
     """Handlers for the commands and events queues."""
@@ -82,8 +92,9 @@ class Handlers:
         try:
             command = decode(COMMAND_ADAPTER, message.body, self._max_body_bytes)
         except InvalidMessageError as exc:
-            if exc.job_id is not None:
-                await self._reject(exc.job_id, kinds.INVALID_MESSAGE, exc.reason)
+            answer_to = await self._submitter_to_answer(exc)
+            if answer_to is not None:
+                await self._reject(answer_to, kinds.INVALID_MESSAGE, exc.reason)
             return Outcome.dead(f"invalid command: {exc.reason}")
         structlog.contextvars.bind_contextvars(message_type=command.type)
         match command:
@@ -97,6 +108,16 @@ class Handlers:
                 return await self._get_job(command, message)
             case ListWorkflows():
                 return await self._list_workflows(message)
+
+    async def _submitter_to_answer(self, exc: InvalidMessageError) -> UUID | None:
+        """The job id to answer an unusable command on, if any: only a possible
+        submission of a job that does not exist (never announce a real job failed).
+        """
+        if exc.job_id is None or exc.message_type not in (None, "submit_job"):
+            return None
+        if await self._store.job_view(exc.job_id, include_history=False) is not None:
+            return None
+        return exc.job_id
 
     async def _submit(self, command: SubmitJob) -> Outcome:
         structlog.contextvars.bind_contextvars(job_id=str(command.job_id))
@@ -140,7 +161,9 @@ class Handlers:
         decision = applied.decision
         if decision.rejected is not None:
             await self._reject(command.job_id, kinds.INVALID_PARAMETERS, decision.rejected)
-            return Outcome.dead(f"invalid parameters: {decision.rejected}")
+            return Outcome.dead(
+                f"invalid parameters: {shorten(decision.rejected, MAX_REASON_CHARS)}"
+            )
         if decision.ignored is not None:
             return Outcome.ack("submission_ignored", decision.ignored)
         return Outcome.ack("job_submitted")
@@ -234,7 +257,7 @@ class Handlers:
         result = JobFinished(
             job_id=job_id,
             status=JobStatus.FAILED,
-            error=ErrorInfo(kind=kind, message=reason),
+            error=ErrorInfo(kind=kind, message=shorten(reason, MAX_REASON_CHARS)),
             at=self._clock(),
         )
         await self._publisher.publish(

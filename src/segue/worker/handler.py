@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
-from segue.protocol.codec import DEFAULT_MAX_BODY_BYTES
+from segue.protocol.codec import DEFAULT_MAX_BODY_BYTES, unstorable
 from segue.protocol.names import QUEUE_NAME_PATTERN
 from segue.worker.errors import InvalidOutputError
 
@@ -106,6 +106,9 @@ def validate_output(value: object, max_bytes: int = MAX_OUTPUT_BYTES) -> JsonObj
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidOutputError(f"step output is not JSON-serialisable: {exc}") from exc
+    problem = unstorable(value)
+    if problem is not None:
+        raise InvalidOutputError(problem.replace("body", "step output", 1))
     size = len(text.encode())
     if size > max_bytes:
         raise InvalidOutputError(

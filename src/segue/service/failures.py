@@ -1,0 +1,33 @@
+"""Which handler failures are transient (requeue and try again) and which are not
+(dead-letter the message with the error, instead of retrying it forever).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from segue.broker.boundary import is_transient_broker_error
+
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57"})
+"""Connection exceptions, transaction rollbacks (serialisation, deadlock),
+insufficient resources, object not in prerequisite state (lock not available)
+and operator intervention (shutdown, cannot connect now)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether handling the message again later may succeed.
+
+    Data errors (e.g. SQLSTATE class 22, a value PostgreSQL refuses) and bugs
+    fail the same way every time: those messages are dead-lettered.
+    """
+    if is_transient_broker_error(exc) or isinstance(exc, PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(sqlstate, str):
+            return sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
+        return isinstance(exc, OperationalError | InterfaceError)
+    return False
