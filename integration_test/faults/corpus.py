@@ -14,6 +14,7 @@ Messages that still make the orchestrator fail instead (see
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -23,6 +24,8 @@ from segue.protocol import kinds
 
 WORKFLOW = "energy_plan"
 NESTING = 300
+TOO_DEEP = "nested deeper than"
+"""The reason for bodies nested beyond the codec's limit (64 levels)."""
 """Deep enough to be hostile, shallow enough for Python's JSON decoder."""
 HUGE_CHARS = 50_000
 """A huge value that still fits under the test's message size limit."""
@@ -122,7 +125,9 @@ INVALID_JSON = (
 def invalid_json() -> list[Hostile]:
     """Bodies that are not JSON at all, to both queues."""
     return [
-        Hostile(f"invalid-json-{target}-{index}", target, body, "not valid JSON")
+        Hostile(
+            f"invalid-json-{target}-{index}", target, body, "not valid JSON", *answer(target, body)
+        )
         for target in Target
         for index, body in enumerate(INVALID_JSON)
     ]
@@ -165,10 +170,20 @@ def not_utf8() -> list[Hostile]:
         "binary": bytes(range(128, 256)),
     }
     return [
-        Hostile(f"not-utf8-{target}-{name}", target, body, "not valid JSON")
+        Hostile(f"not-utf8-{target}-{name}", target, body, "not valid JSON", *answer(target, body))
         for target in Target
         for name, body in bodies.items()
     ]
+
+
+def answer(target: Target, body: bytes) -> tuple[UUID | None, str | None]:
+    """Who an undecodable body is answered on: a command that names a job id
+    near its start may be a submission, so its submitter hears why it failed.
+    """
+    found = re.search(rb'"job_id"\s*:\s*"([0-9a-f-]{36})"', body[:4096])
+    if target is not Target.COMMANDS or found is None:
+        return None, None
+    return UUID(found.group(1).decode()), kinds.INVALID_MESSAGE
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -188,7 +203,12 @@ def unknown_types() -> list[Hostile]:
         "nested-object": nested_object(NESTING),
     }
     items = [
-        Hostile(f"unknown-type-{target}-{name}", target, as_json(value), "type")
+        Hostile(
+            f"unknown-type-{target}-{name}",
+            target,
+            as_json(value),
+            TOO_DEEP if name == "nested-object" else "type",
+        )
         for target in Target
         for name, value in values.items()
     ]
@@ -241,7 +261,7 @@ BAD_SUBMISSION_FIELDS: dict[str, tuple[dict[str, Any], str]] = {
     "reference-object": ({"reference": {"a": 1}}, "reference"),
     "schema-version-string": ({"schema_version": "one"}, "schema_version"),
     "unknown-field": ({"colour": "blue"}, "colour"),
-    "nested-unknown-field": ({"colour": nested_object(NESTING)}, "colour"),
+    "nested-unknown-field": ({"colour": nested_object(NESTING)}, TOO_DEEP),
 }
 
 
@@ -305,7 +325,7 @@ def unknown_workflows() -> list[Hostile]:
 INVALID_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "region-unknown": ({"region": "fr"}, "params.region"),
     "region-number": ({"region": 5}, "params.region"),
-    "region-nested": ({"region": nested_list(NESTING)}, "params.region"),
+    "region-nested": ({"region": nested_list(NESTING)}, TOO_DEEP),
     "horizon-zero": ({"horizon_years": 0}, "params.horizon_years"),
     "horizon-too-long": ({"horizon_years": 51}, "params.horizon_years"),
     "horizon-word": ({"horizon_years": "ten"}, "params.horizon_years"),
@@ -321,8 +341,8 @@ INVALID_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "fail-at-unknown": ({"fail_at": "nowhere"}, "params.fail_at"),
     "unknown-parameter": ({"colour": "blue"}, "params.colour"),
     "empty-name": ({"": 1}, "unknown parameter"),
-    "nul-in-name": ({"a\u0000b": 1}, "unknown parameter"),
-    "nested-unknown": ({"nested": nested_object(NESTING)}, "params.nested"),
+    "nul-in-name": ({"a\u0000b": 1}, "NUL character"),
+    "nested-unknown": ({"nested": nested_object(NESTING)}, TOO_DEEP),
     "several": ({"region": "fr", "horizon_years": 0, "x": 1}, "params.horizon_years"),
 }
 
@@ -332,6 +352,8 @@ def invalid_parameters() -> list[Hostile]:
     items = []
     for name, (params, reason) in INVALID_PARAMETERS.items():
         job_id = uuid4()
+        # Values no database accepts are refused by the codec, before the parameter check.
+        refused_by_codec = reason in (TOO_DEEP, "NUL character")
         items.append(
             Hostile(
                 f"invalid-parameters-{name}",
@@ -339,7 +361,7 @@ def invalid_parameters() -> list[Hostile]:
                 as_json(submission(job_id, params=params)),
                 reason,
                 job_id,
-                kinds.INVALID_PARAMETERS,
+                kinds.INVALID_MESSAGE if refused_by_codec else kinds.INVALID_PARAMETERS,
             )
         )
     return items
@@ -404,8 +426,12 @@ def oversize(max_bytes: int) -> list[Hostile]:
 
 
 def bad_other_commands() -> list[Hostile]:
-    """Cancels and queries that cannot be served."""
-    answered: dict[str, tuple[dict[str, Any], str]] = {
+    """Cancels and queries that cannot be served.
+
+    They are dead-lettered but not answered with a job result: only a (possible)
+    submission is, so a malformed cancel can never make a job look failed.
+    """
+    unanswered: dict[str, tuple[dict[str, Any], str]] = {
         "cancel-reason-number": ({"type": "cancel_job", "reason": 5}, "reason"),
         "cancel-reason-too-long": ({"type": "cancel_job", "reason": "r" * 1001}, "reason"),
         "get-job-history-word": (
@@ -415,17 +441,10 @@ def bad_other_commands() -> list[Hostile]:
         "cancel-extra-field": ({"type": "cancel_job", "force": True}, "force"),
     }
     items = []
-    for name, (body, reason) in answered.items():
+    for name, (body, reason) in unanswered.items():
         job_id = uuid4()
         items.append(
-            Hostile(
-                name,
-                Target.COMMANDS,
-                as_json({**body, "job_id": str(job_id)}),
-                reason,
-                job_id,
-                kinds.INVALID_MESSAGE,
-            )
+            Hostile(name, Target.COMMANDS, as_json({**body, "job_id": str(job_id)}), reason)
         )
     parked: dict[str, tuple[dict[str, Any], str]] = {
         "cancel-unknown-job-1": ({"type": "cancel_job", "job_id": str(uuid4())}, "unknown job"),

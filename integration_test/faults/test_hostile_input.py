@@ -148,11 +148,17 @@ def check_answers(
             continue
         problems += _rejection_problems(item, next(iter(results.values())))
     problems += [
-        f"unexpected result for job {job_id}: {[r.result.status for r in results]}"
+        f"unexpected result for job {job_id} ({_named(corpus, job_id)}): "
+        f"{[r.result.status for r in results]}"
         for job_id, results in raw.items()
         if job_id not in answered and job_id not in valid
     ]
     return problems
+
+
+def _named(corpus: Sequence[Hostile], job_id: UUID) -> str:
+    """Names of the corpus messages that mention ``job_id``."""
+    return ", ".join(item.name for item in corpus if str(job_id).encode() in item.body) or "?"
 
 
 def _rejection_problems(item: Hostile, result: JobFinished) -> list[str]:
