@@ -8,6 +8,8 @@ fix that: a skipped integration test would hide a broken setup.
 
 Fixtures:
 
+- ``amqp_url`` (session): the RabbitMQ URL (``SEGUE_TEST_AMQP_URL``, default the
+  local broker), checked reachable; the test FAILS otherwise.
 - ``postgres_url`` (session): the server URL, checked reachable.
 - ``migrated_template`` (session): name of a database migrated to head once per
   session, the template every test database is cloned from; dropped at the end.
@@ -24,10 +26,12 @@ Fixtures:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
 
+import aio_pika
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
@@ -38,9 +42,16 @@ from segue.store.migrate import upgrade_database
 from segue.store.repository import Store
 from segue.store.urls import parse_url, sync_url, with_database
 
+AMQP_URL_ENV = "SEGUE_TEST_AMQP_URL"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DATABASE_URL_ENV = "SEGUE_TEST_DATABASE_URL"
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONNECT_TIMEOUT_S = 5
+
+
+def amqp_url_from_env() -> str:
+    """The test broker's URL: ``SEGUE_TEST_AMQP_URL`` or the local default."""
+    return os.environ.get(AMQP_URL_ENV) or DEFAULT_AMQP_URL
 
 
 def server_url_from_env() -> str:
@@ -96,6 +107,26 @@ def drop_database(server_url: str, name: str) -> None:
             connection.execute(text(f"DROP DATABASE IF EXISTS {_quote(engine, name)} WITH (FORCE)"))
     finally:
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The test broker's URL, checked reachable (fails the test otherwise)."""
+    url = amqp_url_from_env()
+
+    async def probe() -> None:
+        connection = await aio_pika.connect(url, timeout=5)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        pytest.fail(
+            f"RabbitMQ is not reachable at {url} ({exc!r}). Start it (`rabbitmq-server "
+            f"-detached`, or `docker run -d -p 5672:5672 rabbitmq:3.13`) or set {AMQP_URL_ENV}.",
+            pytrace=False,
+        )
+    return url
 
 
 @pytest.fixture(scope="session")

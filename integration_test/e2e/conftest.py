@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -28,30 +27,8 @@ from segue.settings import Settings
 from segue.worker import Worker
 from segue.workflows.loader import load_workflows
 
-AMQP_URL_ENV = "SEGUE_TEST_AMQP_URL"
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "config" / "workflow_config.json"
-
-
-@pytest.fixture(scope="session")
-def amqp_url() -> str:
-    """The test broker's URL, checked reachable (fails the test otherwise)."""
-    url = os.environ.get(AMQP_URL_ENV) or DEFAULT_AMQP_URL
-
-    async def probe() -> None:
-        connection = await aio_pika.connect(url, timeout=5)
-        await connection.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as exc:
-        pytest.fail(
-            f"RabbitMQ is not reachable at {url} ({exc!r}). Start it (`rabbitmq-server "
-            f"-detached`, or `docker run -d -p 5672:5672 rabbitmq:3.13`) or set {AMQP_URL_ENV}.",
-            pytrace=False,
-        )
-    return url
 
 
 @pytest.fixture

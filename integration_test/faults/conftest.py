@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -28,19 +27,12 @@ from segue.protocol.topology import exchanges
 
 from .services import ensure_services_running_sync
 
-AMQP_URL_ENV = "SEGUE_TEST_AMQP_URL"
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "config" / "workflow_config.json"
 
 
-def amqp_url_from_env() -> str:
-    """The test broker's URL: ``SEGUE_TEST_AMQP_URL`` or the local default."""
-    return os.environ.get(AMQP_URL_ENV) or DEFAULT_AMQP_URL
-
-
 @pytest.fixture(autouse=True)
-def services_left_running(database_url: str, names: Names) -> Iterator[None]:
+def services_left_running(amqp_url: str, database_url: str, names: Names) -> Iterator[None]:
     """Start each test with RabbitMQ serving, and leave both services running after it.
 
     Other tests of the suite may leave RabbitMQ refusing channels or a service
@@ -48,31 +40,11 @@ def services_left_running(database_url: str, names: Names) -> Iterator[None]:
     on the test's database and namespace so that it ends before they are
     removed, which needs running servers.
     """
-    ensure_services_running_sync(amqp_url_from_env())
+    ensure_services_running_sync(amqp_url)
     try:
         yield
     finally:
-        ensure_services_running_sync(amqp_url_from_env())
-
-
-@pytest.fixture(scope="session")
-def amqp_url() -> str:
-    """The test broker's URL, checked reachable (fails the test otherwise)."""
-    url = amqp_url_from_env()
-
-    async def probe() -> None:
-        connection = await aio_pika.connect(url, timeout=5)
-        await connection.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as exc:
-        pytest.fail(
-            f"RabbitMQ is not reachable at {url} ({exc!r}). Start it (`rabbitmq-server "
-            f"-detached`, or `docker run -d -p 5672:5672 rabbitmq:3.13`) or set {AMQP_URL_ENV}.",
-            pytrace=False,
-        )
-    return url
+        ensure_services_running_sync(amqp_url)
 
 
 @pytest.fixture
