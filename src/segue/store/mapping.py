@@ -178,22 +178,12 @@ def record_rows(
 
 def row_to_attempt_view(row: Row) -> AttemptView:
     """An attempt as shown to users, from its ``step_attempts`` row."""
-    return AttemptView(
-        attempt_id=row["attempt_id"],
-        step=row["step"],
-        number=row["number"],
-        run=row["run"],
-        status=AttemptStatus(row["status"]),
-        worker_id=row["worker_id"],
-        dispatched_at=row["dispatched_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        progress=row["progress"],
-        progress_message=row["progress_message"],
-        error=error_from_json(row["error"]),
-        item_index=row["item_index"],
-        iteration=row["iteration"],
-    )
+    return attempt_view(row_to_attempt(row))
+
+
+def attempt_view(attempt: Attempt) -> AttemptView:
+    """The user-facing fields of an attempt (every field of the view is one of the state)."""
+    return AttemptView(**{name: getattr(attempt, name) for name in AttemptView.model_fields})
 
 
 def row_to_history_entry(row: Row) -> HistoryEntry:
