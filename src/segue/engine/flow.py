@@ -23,6 +23,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from segue.engine.draft import Draft, JsonObject, attempt_data
 from segue.engine.fanout import (
     map_output,
@@ -112,14 +114,7 @@ def attempt_succeeded(draft: Draft, attempt: Attempt, output: JsonObject) -> Non
         attempt_failed(draft, failed, problem, retryable=False)
         return
     done = settle(draft, attempt, AttemptStatus.SUCCEEDED, output=output)
-    parent = parallel_parent(draft.job, attempt)
-    if attempt.item_index is not None:
-        draft.record("map_item_succeeded", **attempt_data(done), output=output)
-        advance_map(draft, step, attempt.iteration)
-    elif parent is not None:
-        draft.record("branch_succeeded", **attempt_data(done), output=output)
-        advance_parallel(draft, parent, attempt.iteration)
-    else:
+    if not _advance_part(draft, step, done, "succeeded", output=output):
         complete_step(draft, step, output, attempt.iteration, attempt_data(done))
 
 
@@ -130,16 +125,25 @@ def attempt_failed(draft: Draft, attempt: Attempt, error: ErrorInfo, retryable: 
     if may_retry(step.retry, attempt, error, retryable):
         retry(draft, step, attempt, error)
         return
-    dumped = error.model_dump(mode="json")
+    if not _advance_part(draft, step, attempt, "failed", error=error.model_dump(mode="json")):
+        fail_step(draft, step, error, attempt_data(attempt))
+
+
+def _advance_part(draft: Draft, step: Step, attempt: Attempt, outcome: str, **data: Any) -> bool:
+    """Record how a map item or parallel branch ended and advance its step.
+
+    Returns False for an attempt of a plain step, which the caller ends itself.
+    """
     parent = parallel_parent(draft.job, attempt)
     if attempt.item_index is not None:
-        draft.record("map_item_failed", **attempt_data(attempt), error=dumped)
+        draft.record(f"map_item_{outcome}", **attempt_data(attempt), **data)
         advance_map(draft, step, attempt.iteration)
     elif parent is not None:
-        draft.record("branch_failed", **attempt_data(attempt), error=dumped)
+        draft.record(f"branch_{outcome}", **attempt_data(attempt), **data)
         advance_parallel(draft, parent, attempt.iteration)
     else:
-        fail_step(draft, step, error, attempt_data(attempt))
+        return False
+    return True
 
 
 # --- map and parallel steps ------------------------------------------------------------
