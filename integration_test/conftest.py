@@ -22,6 +22,8 @@ Fixtures:
   something created it.
 - ``store`` (function, async): a :class:`~segue.store.repository.Store` on
   ``database_url``, closed after the test.
+- ``sql_engine`` (function, async): a SQLAlchemy engine on ``database_url`` for
+  tests that look at the tables with raw SQL.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from segue.store.migrate import upgrade_database
 from segue.store.repository import Store
-from segue.store.urls import parse_url, sync_url, with_database
+from segue.store.urls import async_url, parse_url, sync_url, with_database
 
 AMQP_URL_ENV = "SEGUE_TEST_AMQP_URL"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -167,6 +170,16 @@ def unmigrated_database_url(postgres_url: str) -> Iterator[str]:
         yield _url_text(with_database(postgres_url, name))
     finally:
         drop_database(postgres_url, name)
+
+
+@pytest.fixture
+async def sql_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A SQLAlchemy engine on this test's database, for inspecting it with raw SQL."""
+    engine = create_async_engine(async_url(database_url), poolclass=NullPool)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

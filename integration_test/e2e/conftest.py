@@ -116,12 +116,17 @@ async def worker(amqp_url: str, names: Names, service: Settings) -> AsyncIterato
 
 
 def demo_worker_for(amqp_url: str, names: Names, concurrency: int) -> Worker:
-    """An SDK worker serving every demo queue in namespace ``names``."""
+    """An SDK worker serving every demo queue in namespace ``names``.
+
+    Progress goes out every 50 ms, so the tests' steps of a fraction of a
+    second report some (the first report waits one interval).
+    """
     return Worker(
         handlers=demo_handlers(),
         amqp_url=amqp_url,
         namespace=names.namespace,
         concurrency=concurrency,
+        progress_interval_s=0.05,
     )
 
 

@@ -28,6 +28,7 @@ from uuid import UUID
 
 import aio_pika
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from segue.client import JobHandle, SegueClient, UpdateTimeoutError
 from segue.protocol.messages import JobFinished, JobStatus
@@ -49,7 +50,7 @@ from .injector import EventInjector, Injected, InjectionKind
 from .plan import WORKFLOW, Fault, FaultKind, JobPlan, plan_faults, plan_jobs, write_workflow_file
 from .processes import ProcessGroup, log_tail, orchestrator_env, segue_argv, worker_env
 from .services import restart_postgres, restart_rabbitmq
-from .taps import drain_results, open_result_tap
+from .taps import dead_letter, drain_queue, drain_results, open_result_tap
 
 T = TypeVar("T")
 
@@ -102,7 +103,7 @@ class Chaos:
     rng: random.Random
     orchestrators: ProcessGroup
     workers: ProcessGroup
-    store: Store
+    sql_engine: AsyncEngine
     amqp_url: str
     done: Counter[str] = field(default_factory=Counter)
 
@@ -145,7 +146,7 @@ class Chaos:
     async def _busy_worker_pids(self) -> list[int]:
         """Pids of workers with a running attempt (worker ids are ``host:pid``)."""
         try:
-            async with self.store.engine.connect() as connection:
+            async with self.sql_engine.connect() as connection:
                 rows = (await connection.exec_driver_sql(BUSY_WORKERS)).scalars().all()
         except Exception:  # PostgreSQL is restarting: pick any worker
             return []
@@ -327,7 +328,13 @@ class FaultRun:
     """One run: its plan (all drawn from ``seed``), its processes, the chaos and the injector."""
 
     def __init__(
-        self, amqp_url: str, names: Names, database_url: str, store: Store, workdir: Path
+        self,
+        amqp_url: str,
+        names: Names,
+        database_url: str,
+        store: Store,
+        sql_engine: AsyncEngine,
+        workdir: Path,
     ) -> None:
         self.jobs, self.rate = jobs_from_env(), rate_from_env()
         self.seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(2**32))
@@ -335,6 +342,7 @@ class FaultRun:
         self.plans = plan_jobs(rng, self.jobs)
         self.faults = plan_faults(rng, self.jobs, window_s=self.jobs / self.rate)
         self._amqp_url, self._names, self._store = amqp_url, names, store
+        self._sql_engine = sql_engine
         workflows = write_workflow_file(DEMO_CONFIG, workdir / "workflows.json")
         env = orchestrator_env(amqp_url, database_url, names, workflows, SEGUE_LOG_LEVEL="warning")
         self.orchestrators = ProcessGroup(
@@ -348,7 +356,7 @@ class FaultRun:
             workdir / "logs",
         )
         self.chaos = Chaos(
-            random.Random(rng.random()), self.orchestrators, self.workers, store, amqp_url
+            random.Random(rng.random()), self.orchestrators, self.workers, sql_engine, amqp_url
         )
         self._injector_rng = random.Random(rng.random())
         self.injected: list[Injected] = []
@@ -359,7 +367,7 @@ class FaultRun:
         started = time.monotonic()
         await open_result_tap(self._amqp_url, self._names, tap_queue_name(self._names))
         injector = await EventInjector.open(
-            self._store.engine, self._amqp_url, self._names, self._injector_rng
+            self._sql_engine, self._amqp_url, self._names, self._injector_rng
         )
         try:
             await self.orchestrators.start()
@@ -399,7 +407,7 @@ class FaultRun:
 
     async def audit(self, observed: Observed) -> tuple[Findings, str]:
         """Every problem found in the database and the results, and the summary line."""
-        stored = await load_stored_jobs(self._store.engine)
+        stored = await load_stored_jobs(self._sql_engine)
         findings = Findings()
         audit_jobs(self.plans, stored, findings)
         client_results = dict(zip((p.job_id for p in self.plans), observed.results, strict=True))
@@ -427,9 +435,14 @@ class FaultRun:
 @pytest.mark.slow
 @pytest.mark.timeout(timeout_s(jobs_from_env(), rate_from_env()))
 async def test_every_job_ends_once_as_planned_despite_crashes_restarts_and_stale_events(
-    amqp_url: str, names: Names, database_url: str, store: Store, tmp_path: Path
+    amqp_url: str,
+    names: Names,
+    database_url: str,
+    store: Store,
+    sql_engine: AsyncEngine,
+    tmp_path: Path,
 ) -> None:
-    run = FaultRun(amqp_url, names, database_url, store, tmp_path)
+    run = FaultRun(amqp_url, names, database_url, store, sql_engine, tmp_path)
     print(f"\nfault-injection: seed={run.seed} jobs={run.jobs}", flush=True)
     observed = await run.run()
     findings, summary = await run.audit(observed)
@@ -446,4 +459,7 @@ async def test_every_job_ends_once_as_planned_despite_crashes_restarts_and_stale
     assert not findings, f"seed {run.seed}:\n{findings.report()}"
     assert observed.left_in_outbox == 0, f"{observed.left_in_outbox} outbox rows never published"
     assert observed.left_in_events == 0, f"{observed.left_in_events} worker events never handled"
-    assert observed.dead_letters == 0, f"{observed.dead_letters} messages were dead-lettered"
+    if observed.dead_letters:
+        dead = await drain_queue(amqp_url, names.dead_queue)
+        reasons = "\n".join(f"{d.source_queue}: {d.reason}" for d in map(dead_letter, dead))
+        pytest.fail(f"{observed.dead_letters} messages were dead-lettered:\n{reasons}")

@@ -18,13 +18,13 @@ from uuid import UUID
 import aio_pika
 import pytest
 from aio_pika.abc import DeliveryMode
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from segue.client import SegueClient
 from segue.demo import demo_handlers
 from segue.protocol.kinds import REJECTION_KINDS
 from segue.protocol.messages import JobFinished, JobStatus
 from segue.protocol.names import Names
-from segue.store.repository import Store
 from segue.worker import Worker
 
 from .audit import RawResult
@@ -194,16 +194,16 @@ def log_events(log: Path) -> Counter[str]:
     return counts
 
 
-async def job_ids_stored(store: Store) -> set[UUID]:
+async def job_ids_stored(sql_engine: AsyncEngine) -> set[UUID]:
     """Every job id in the database."""
-    async with store.engine.connect() as connection:
+    async with sql_engine.connect() as connection:
         rows = await connection.exec_driver_sql("SELECT job_id FROM jobs")
         return set(rows.scalars().all())
 
 
 @pytest.mark.timeout(300)
 async def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_service_goes_on(
-    orchestrator: Orchestrator, amqp_url: str, names: Names, store: Store
+    orchestrator: Orchestrator, amqp_url: str, names: Names, sql_engine: AsyncEngine
 ) -> None:
     await open_result_tap(amqp_url, names, tap_queue_name(names))
     async with SegueClient(amqp_url, namespace=names.namespace, request_timeout_s=20) as client:
@@ -233,7 +233,7 @@ async def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_servic
     raw = await drain_results(amqp_url, tap_queue_name(names))
     answer_problems = check_answers(corpus, raw, {real.job_id, valid.job_id})
     assert not answer_problems, "\n".join(answer_problems[:50])
-    assert await job_ids_stored(store) == {real.job_id, valid.job_id}
+    assert await job_ids_stored(sql_engine) == {real.job_id, valid.job_id}
 
     logged = dead_letter_log_lines(orchestrator.log)
     log_problems = [

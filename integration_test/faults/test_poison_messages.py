@@ -24,6 +24,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import DeliveryMode
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from segue.client import SegueClient
 from segue.demo import demo_handlers
@@ -60,7 +61,12 @@ Settled = Callable[[Context], Awaitable[bool]]
 
 @pytest.fixture
 async def context(
-    amqp_url: str, names: Names, database_url: str, store: Store, tmp_path: Path
+    amqp_url: str,
+    names: Names,
+    database_url: str,
+    store: Store,
+    sql_engine: AsyncEngine,
+    tmp_path: Path,
 ) -> AsyncIterator[Context]:
     """An in-process orchestrator and a real job (no worker runs, so it stays dispatched)."""
     settings = Settings(
@@ -80,17 +86,17 @@ async def context(
         async with SegueClient(amqp_url, namespace=names.namespace) as client:
             job = await client.submit(WORKFLOW, {"step_seconds": 0.05})
             await job.accepted(timeout=30)
-        attempt_id = await first_attempt(store, job.job_id)
+        attempt_id = await first_attempt(sql_engine, job.job_id)
         yield Context(amqp_url, names, store, job.job_id, attempt_id)
     finally:
         stop.set()
         await asyncio.wait_for(service, 60)
 
 
-async def first_attempt(store: Store, job_id: UUID) -> UUID:
+async def first_attempt(sql_engine: AsyncEngine, job_id: UUID) -> UUID:
     """The id of the job's first attempt."""
     query = text("SELECT attempt_id FROM step_attempts WHERE job_id = :job_id ORDER BY ordinal")
-    async with store.engine.connect() as connection:
+    async with sql_engine.connect() as connection:
         found = (await connection.execute(query, {"job_id": job_id})).scalars().first()
     assert isinstance(found, UUID), f"job {job_id} has no attempt"
     return found

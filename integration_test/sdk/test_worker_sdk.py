@@ -37,13 +37,14 @@ async def test_a_task_is_reported_started_then_progress_then_succeeded(harness: 
     @step_handler("sdk_async")
     async def optimise(ctx: StepContext) -> dict[str, Any]:
         for part in range(1, 4):
-            ctx.progress(part / 3, f"part {part}")
-            await asyncio.sleep(0.05)
+            ctx.progress(part / 4, f"part {part}")
+            await asyncio.sleep(0.15)
+        ctx.progress(1.0, "done")
         return {"cost_eur": ctx.params["x"] * 2, "prepared": ctx.inputs["prepare"]}
 
     await harness.watch_events()
     task = make_task("sdk_async", params={"x": 21}, inputs={"prepare": {"ok": True}})
-    async with worker_for(harness, [optimise]):
+    async with worker_for(harness, [optimise], progress_interval_s=0.1):
         await harness.publish_task(task)
         events = await harness.events_until(is_terminal)
 
@@ -51,15 +52,31 @@ async def test_a_task_is_reported_started_then_progress_then_succeeded(harness: 
     assert isinstance(started, StepStarted)
     assert not started.redelivered
     progress = [e for e in middle if isinstance(e, StepProgressed)]
-    assert progress, "progress reports arrive"
-    assert progress[-1].fraction == 1.0
-    assert progress[-1].message == "part 3"
+    assert progress, "progress reports arrive once an interval has passed"
+    assert [p.fraction for p in progress] == sorted(p.fraction for p in progress)
+    assert {p.message for p in progress} <= {"part 1", "part 2", "part 3"}
     assert isinstance(succeeded, StepSucceeded)
     assert succeeded.output == {"cost_eur": 42, "prepared": {"ok": True}}
     assert {(e.job_id, e.attempt_id, e.worker_id) for e in events} == {
         (task.job_id, task.attempt_id, "w-test")
     }
     assert await harness.task_queue_depth("sdk_async") == 0, "the task was acknowledged"
+
+
+async def test_an_instant_step_sends_only_started_and_its_result(harness: Harness) -> None:
+    @step_handler("sdk_async")
+    async def instant(ctx: StepContext) -> dict[str, Any]:
+        for part in range(1, 11):
+            ctx.progress(part / 10, f"part {part}")
+        return {"ok": True}
+
+    await harness.watch_events()
+    async with worker_for(harness, [instant], progress_interval_s=0.2):
+        await harness.publish_task(make_task("sdk_async"))
+        events = await harness.events_until(is_terminal)
+        events += await harness.quiet_for(0.4)
+
+    assert [e.type for e in events] == ["step_started", "step_succeeded"]
 
 
 @pytest.mark.parametrize(
@@ -306,3 +323,40 @@ async def test_an_unreachable_broker_fails_at_start_with_a_clear_error() -> None
     with pytest.raises(BrokerUnavailableError, match=r"127\.0\.0\.1:1") as caught:
         await worker.run()
     assert "secret" not in str(caught.value)
+
+
+async def test_a_task_behind_a_long_step_goes_to_an_idle_worker(harness: Harness) -> None:
+    release = asyncio.Event()
+
+    @step_handler("sdk_async")
+    async def step(ctx: StepContext) -> None:
+        if ctx.params.get("long"):
+            await release.wait()
+
+    await harness.watch_events()
+    long_task, waiting_task, later_task = (
+        make_task("sdk_async", params={"long": True}),
+        make_task("sdk_async"),
+        make_task("sdk_async"),
+    )
+    busy = worker_for(harness, [step], worker_id="w-busy")
+    async with busy:
+        await harness.publish_task(long_task)
+        first = await harness.next_event()
+        # The busy worker's prefetch takes this task at once, but must not keep it.
+        await harness.publish_task(waiting_task)
+        await asyncio.sleep(0.1)
+        async with worker_for(harness, [step], worker_id="w-idle"):
+            events = await harness.events_until(is_terminal, wait_s=5)
+        release.set()
+        events += await harness.events_until(is_terminal)
+        # The busy worker consumes again once its slot is free.
+        await harness.publish_task(later_task)
+        events += await harness.events_until(is_terminal)
+
+    assert isinstance(first, StepStarted)
+    assert first.worker_id == "w-busy"
+    by_attempt = {(type(e), e.attempt_id): e.worker_id for e in events}
+    assert by_attempt[(StepSucceeded, waiting_task.attempt_id)] == "w-idle"
+    assert by_attempt[(StepSucceeded, long_task.attempt_id)] == "w-busy"
+    assert by_attempt[(StepSucceeded, later_task.attempt_id)] == "w-busy"

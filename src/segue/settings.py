@@ -32,7 +32,12 @@ class Settings(BaseSettings):
     )
     workflow_config: Path = Field(default=Path("config/workflow_config.json"))
     namespace: str = Field(default="segue", pattern=NAMESPACE_PATTERN.pattern)
-    prefetch: int = Field(default=32, ge=1, le=1000, description="messages handled at once")
+    prefetch: int = Field(
+        default=256, ge=1, le=5000, description="messages delivered ahead, per queue and replica"
+    )
+    max_batch: int = Field(
+        default=128, ge=1, le=1000, description="most messages handled in one transaction"
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     max_message_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     sweep_interval_s: float = Field(default=1.0, gt=0)

@@ -30,14 +30,41 @@ from segue.protocol.messages import (
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def make_handle(job_id: UUID, on_catch_up: JobFinished | None = None) -> tuple[JobHandle, JobFeed]:
+class Orchestrator:
+    """Answers the handle's catch-up queries, counting them."""
+
+    def __init__(self, feed: JobFeed, finished: JobFinished | None) -> None:
+        self.feed = feed
+        self.finished = finished
+        self.queries = 0
+
+    async def catch_up(self) -> None:
+        self.queries += 1
+        if self.finished is not None:
+            self.feed.push(self.finished)
+
+
+def make_handle(
+    job_id: UUID, on_catch_up: JobFinished | None = None, *, query_first: bool = True
+) -> tuple[JobHandle, JobFeed]:
+    handle, feed, _ = make_counted_handle(job_id, on_catch_up, query_first=query_first)
+    return handle, feed
+
+
+def make_counted_handle(
+    job_id: UUID, on_catch_up: JobFinished | None = None, *, query_first: bool = True
+) -> tuple[JobHandle, JobFeed, Orchestrator]:
     feed = JobFeed(job_id)
-
-    async def catch_up() -> None:
-        if on_catch_up is not None:
-            feed.push(on_catch_up)
-
-    return JobHandle(job_id, feed, SegueClient(), catch_up), feed
+    orchestrator = Orchestrator(feed, on_catch_up)
+    handle = JobHandle(
+        job_id,
+        feed,
+        SegueClient(),
+        orchestrator.catch_up,
+        query_first=query_first,
+        final_check_s=0.5,
+    )
+    return handle, feed, orchestrator
 
 
 @pytest.mark.parametrize("kind", sorted(kinds.REJECTION_KINDS))
@@ -80,27 +107,52 @@ async def test_updates_end_after_the_result() -> None:
     assert got == sent
 
 
-async def test_result_comes_from_the_catch_up_query_when_already_finished() -> None:
+async def test_a_followed_job_is_queried_first_and_its_result_comes_from_the_query() -> None:
     job_id = uuid4()
     done = JobFinished(job_id=job_id, status=JobStatus.CANCELLED, at=NOW)
-    handle, _ = make_handle(job_id, on_catch_up=done)
+    handle, _, orchestrator = make_counted_handle(job_id, on_catch_up=done, query_first=True)
     assert await handle.result(timeout=1) == done
+    assert await handle.result(timeout=1) == done
+    assert orchestrator.queries == 1
 
 
-async def test_result_times_out_clearly() -> None:
-    handle, _ = make_handle(uuid4())
-    with pytest.raises(UpdateTimeoutError, match="did not finish"):
-        await handle.result(timeout=0.05)
-
-
-async def test_result_waits_for_the_update() -> None:
+async def test_a_submitted_job_waits_for_its_result_without_querying() -> None:
     job_id = uuid4()
-    handle, feed = make_handle(job_id)
+    handle, feed, orchestrator = make_counted_handle(job_id, query_first=False)
     waiting = asyncio.create_task(handle.result(timeout=1))
     await asyncio.sleep(0.01)
     done = JobFinished(job_id=job_id, status=JobStatus.SUCCEEDED, output={"a": 1}, at=NOW)
     feed.push(done)
     assert await waiting == done
+    assert orchestrator.queries == 0
+
+
+async def test_result_times_out_clearly_after_asking_once_more() -> None:
+    handle, _, orchestrator = make_counted_handle(uuid4(), query_first=False)
+    with pytest.raises(UpdateTimeoutError, match="did not finish"):
+        await handle.result(timeout=0.05)
+    assert orchestrator.queries == 1
+
+
+async def test_a_result_missed_is_found_by_the_query_on_timeout() -> None:
+    job_id = uuid4()
+    done = JobFinished(job_id=job_id, status=JobStatus.SUCCEEDED, at=NOW)
+    handle, _, orchestrator = make_counted_handle(job_id, on_catch_up=done, query_first=False)
+    assert await handle.result(timeout=0.05) == done
+    assert orchestrator.queries == 1
+
+
+async def test_a_slow_final_query_does_not_hold_the_timeout_for_long() -> None:
+    feed = JobFeed(uuid4())
+
+    async def never_answers() -> None:
+        await asyncio.sleep(60)
+
+    handle = JobHandle(
+        feed.job_id, feed, SegueClient(), never_answers, query_first=False, final_check_s=0.05
+    )
+    with pytest.raises(UpdateTimeoutError):
+        await asyncio.wait_for(handle.result(timeout=0.05), 1)
 
 
 def view(status: JobStatus, **fields: object) -> JobView:

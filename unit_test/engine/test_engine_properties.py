@@ -247,7 +247,12 @@ def _check_repeat(job: Job, event: Event, now: datetime) -> None:
 
 def _check_step(job: Job, event: Event, decision: Decision, now: datetime) -> Job:
     """Checks of one decision; returns the new job."""
-    assert decision.rejected is None
+    if decision.rejected is not None:  # only an event of an attempt the job never had
+        assert isinstance(event, WORKER_EVENTS)
+        assert job.attempt(event.attempt_id) is None
+        assert decision.job == job
+        assert (decision.records, decision.effects) == ((), ())
+        return job
     assert all(record.type != "engine_error" for record in decision.records), decision.ignored
     json.dumps([record.data for record in decision.records])  # history rows are JSON
     new = decision.job

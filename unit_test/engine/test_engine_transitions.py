@@ -119,8 +119,6 @@ ROWS = [
     Row("dispatched", "timer", Q, A.DISPATCHED, ignored="no deadline due"),
     Row("dispatched", "submit", Q, A.DISPATCHED, ("NotifyStatus",), ("submission_ignored",),
         "duplicate submission"),
-    Row("dispatched", "succeeded_unknown", Q, A.DISPATCHED, (), ("event_ignored",),
-        "unknown attempt"),
     Row("running", "started", R, A.RUNNING, (), ("event_ignored",), "attempt already running"),
     Row("running", "started_redelivered_w2", R, A.RUNNING, (), ("step_redelivered",)),
     Row("running", "progress", R, A.RUNNING, ("NotifyProgress",), ("step_progress",)),
@@ -167,6 +165,28 @@ def test_transition(row: Row) -> None:
         assert decision.job == job, "an ignored event must not change the job"
     else:
         assert decision.job.updated_at == at(5)
+
+
+def test_worker_event_of_an_attempt_the_job_never_had_is_rejected() -> None:
+    job = _state("dispatched")
+    decision = decide(job, EVENTS["succeeded_unknown"](job), at(5))
+    assert decision.rejected is not None
+    assert decision.rejected.startswith("unknown attempt")
+    assert decision.job == job
+    assert decision.records == ()
+    assert decision.effects == ()
+
+
+def test_submission_of_an_unknown_workflow_is_rejected_unless_the_job_exists() -> None:
+    unknown = JobSubmitted(JOB_ID, None, "", {}, workflow_name="nope")
+    decision = decide(None, unknown, at(1))
+    assert decision.rejected == "unknown workflow 'nope'"
+    assert decision.rejection_kind == "unknown_workflow"
+    assert decision.job is None
+    job = _state("dispatched")
+    duplicate = decide(job, unknown, at(5))
+    assert duplicate.ignored == "duplicate submission"
+    assert duplicate.job == job
 
 
 def test_worker_event_for_unknown_job_is_ignored() -> None:

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from segue.broker.publisher import PublishError
 from segue.service.failures import is_transient
-
-
-class PgError(Exception):
-    """Stands in for a driver error carrying a SQLSTATE."""
-
-    def __init__(self, sqlstate: str) -> None:
-        super().__init__(sqlstate)
-        self.sqlstate = sqlstate
 
 
 @pytest.mark.parametrize(
@@ -23,11 +15,13 @@ class PgError(Exception):
         (ConnectionRefusedError("refused"), True),
         (TimeoutError(), True),
         (PublishError("connection lost"), True),
-        (OperationalError("SELECT 1", {}, PgError("57P01")), True),  # admin shutdown
-        (DBAPIError("SELECT 1", {}, PgError("08006")), True),  # connection failure
-        (DBAPIError("SELECT 1", {}, PgError("40P01")), True),  # deadlock
-        (DBAPIError("INSERT", {}, PgError("22P02")), False),  # invalid text representation
-        (IntegrityError("INSERT", {}, PgError("23503")), False),  # foreign key violation
+        (asyncpg.exceptions.AdminShutdownError("terminating"), True),  # 57P01
+        (asyncpg.exceptions.ConnectionFailureError("gone"), True),  # 08006
+        (asyncpg.exceptions.DeadlockDetectedError("deadlock"), True),  # 40P01
+        (asyncpg.exceptions.CannotConnectNowError("starting up"), True),  # 57P03
+        (asyncpg.exceptions.ConnectionDoesNotExistError("closed"), True),
+        (asyncpg.exceptions.InvalidTextRepresentationError("bad"), False),  # 22P02
+        (asyncpg.exceptions.ForeignKeyViolationError("fk"), False),  # 23503
         (ValueError("a bug"), False),
         (KeyError("a bug"), False),
     ],

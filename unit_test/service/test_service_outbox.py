@@ -7,6 +7,7 @@ from uuid import uuid4
 
 from segue.engine.effects import (
     DispatchStep,
+    Effect,
     NotifyProgress,
     NotifyResult,
     NotifyStatus,
@@ -15,7 +16,7 @@ from segue.engine.effects import (
 from segue.protocol.codec import TASK_ADAPTER, UPDATE_ADAPTER, decode
 from segue.protocol.messages import ErrorInfo, JobFinished, JobStatus, JobStatusChanged
 from segue.protocol.names import Names
-from segue.service.outbox import to_outbox
+from segue.service.outbox import is_durable, latest_notices, to_outbox
 
 NAMES = Names("acme")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -66,3 +67,42 @@ def test_updates_go_to_the_jobs_topic_keys() -> None:
     assert isinstance(finished, JobFinished)
     assert finished.error == error
     assert len({status.message_id, progress.message_id, result.message_id}) == 3
+
+
+def test_only_tasks_stops_and_results_are_durable() -> None:
+    job_id = uuid4()
+    assert not is_durable(NotifyStatus(job_id, JobStatus.RUNNING, "a"))
+    assert not is_durable(NotifyProgress(job_id, "a", 0.5, ""))
+    assert is_durable(NotifyResult(job_id, JobStatus.SUCCEEDED))
+    assert is_durable(StopAttempt(job_id, uuid4(), "cancelled"))
+
+
+def test_latest_notices_keep_the_newest_status_and_progress_of_each_job() -> None:
+    job_a, job_b = uuid4(), uuid4()
+    effects: list[Effect] = [
+        NotifyStatus(job_a, JobStatus.QUEUED, "prepare"),
+        NotifyProgress(job_a, "prepare", 0.1, "starting"),
+        NotifyStatus(job_b, JobStatus.RUNNING, "prepare"),
+        NotifyStatus(job_a, JobStatus.RUNNING, "prepare"),
+        NotifyProgress(job_a, "prepare", 0.9, "almost"),
+        StopAttempt(job_b, uuid4(), "timeout"),
+    ]
+
+    assert latest_notices(effects) == [
+        NotifyStatus(job_b, JobStatus.RUNNING, "prepare"),
+        NotifyStatus(job_a, JobStatus.RUNNING, "prepare"),
+        NotifyProgress(job_a, "prepare", 0.9, "almost"),
+    ]
+
+
+def test_latest_notices_send_none_for_a_job_whose_result_is_in_the_batch() -> None:
+    finished, running = uuid4(), uuid4()
+    effects: list[Effect] = [
+        NotifyStatus(finished, JobStatus.RUNNING, "a"),
+        NotifyProgress(finished, "a", 0.5, ""),
+        NotifyStatus(running, JobStatus.RUNNING, "a"),
+        NotifyResult(finished, JobStatus.SUCCEEDED, output={}),
+        NotifyProgress(finished, "a", 1.0, "late"),
+    ]
+
+    assert latest_notices(effects) == [NotifyStatus(running, JobStatus.RUNNING, "a")]

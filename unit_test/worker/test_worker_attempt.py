@@ -140,16 +140,31 @@ async def test_an_invalid_output_fails_the_step_for_good() -> None:
     assert not failed.retryable
 
 
-async def test_progress_from_a_thread_arrives_before_the_result() -> None:
+async def test_an_instant_step_sends_no_progress_only_its_result() -> None:
     def handler(ctx: StepContext) -> dict[str, Any]:
         for i in range(1, 1001):
             ctx.progress(i / 1000, "working")
         return {"done": True}
 
     sink = FakeSink()
-    await make_attempt(handler, sink).run()
-    progress = sink.of_type(StepProgressed)
-    assert progress[-1].fraction == 1.0
+    await make_attempt(handler, sink, progress_interval_s=0.5).run()
+    assert [type(event) for event in sink.events] == [StepSucceeded]
+
+
+async def test_progress_from_a_thread_arrives_at_a_bounded_rate_before_the_result() -> None:
+    def handler(ctx: StepContext) -> dict[str, Any]:
+        for i in range(25):
+            ctx.progress(i / 25, "working")
+            time.sleep(0.01)
+        ctx.progress(1.0, "done")
+        return {"done": True}
+
+    sink = FakeSink()
+    await make_attempt(handler, sink, progress_interval_s=0.1).run()
+    fractions = [event.fraction for event in sink.of_type(StepProgressed)]
+    assert 1 <= len(fractions) <= 3, "the first after 0.1 s, then one per 0.1 s at most"
+    assert fractions == sorted(fractions)
+    assert fractions[-1] < 1.0, "the report pending at the end is dropped"
     assert isinstance(sink.events[-1], StepSucceeded)
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -14,7 +15,8 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
-from segue.broker.publisher import ConfirmedPublisher, Outgoing, PublishError
+from segue.broker.publisher import Outgoing, Publisher, PublishError
+from segue.logs import library_logger
 
 REASON_HEADER = "x-segue-reason"
 SOURCE_QUEUE_HEADER = "x-segue-source-queue"
@@ -54,6 +56,8 @@ class Outcome:
 
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[Outcome]]
+BatchHandler = Callable[[Sequence[AbstractIncomingMessage]], Awaitable[Sequence[Outcome]]]
+"""Handles several messages at once; one outcome per message, in order."""
 Observer = Callable[[str, Outcome, float], None]
 """Told of every settled message: (queue, outcome, seconds it took)."""
 Callback = Callable[[AbstractIncomingMessage], Awaitable[None]]
@@ -70,7 +74,7 @@ class ConsumeBoundary:
 
     def __init__(
         self,
-        publisher: ConfirmedPublisher,
+        publisher: Publisher,
         dead_exchange: str,
         retry_delay_s: float = 1.0,
         observer: Observer | None = None,
@@ -81,7 +85,7 @@ class ConsumeBoundary:
         self._observer = observer
         self._dead_exchange = dead_exchange
         self._retry_delay_s = retry_delay_s
-        self._log = structlog.get_logger("segue.consumer")
+        self._log = library_logger("segue.consumer")
         self._in_flight: set[asyncio.Task[object]] = set()
 
     def wrap(self, queue_name: str, handler: Handler) -> Callback:
@@ -115,6 +119,46 @@ class ConsumeBoundary:
             await self._apply(queue_name, message, outcome)
             if self._observer is not None:
                 self._observer(queue_name, outcome, time.monotonic() - started)
+
+    async def settle_batch(
+        self, queue_name: str, messages: Sequence[AbstractIncomingMessage], handler: BatchHandler
+    ) -> None:
+        """Handle messages together and ack, dead-letter or requeue each.
+
+        If the batch fails as a whole for a reason that is not transient, each
+        message is handled again alone, so one bad message fails no neighbour.
+        Logs one summary line per batch (and one per dead-lettered message).
+        """
+        started = time.monotonic()
+        with structlog.contextvars.bound_contextvars(queue=queue_name):
+            try:
+                outcomes = list(await handler(messages))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if len(messages) > 1 and not self._is_transient(exc):
+                    self._log.warning(
+                        "batch_failed_retrying_alone", messages=len(messages), error=repr(exc)
+                    )
+                    for message in messages:
+                        await self.settle_batch(queue_name, [message], handler)
+                    return
+                with structlog.contextvars.bound_contextvars(messages=len(messages)):
+                    outcome = await self._on_error(exc)
+                outcomes = [outcome] * len(messages)
+            seconds = time.monotonic() - started
+            for message, outcome in zip(messages, outcomes, strict=True):
+                if outcome.verdict is Verdict.DEAD_LETTER:
+                    self._log.warning(
+                        outcome.event, reason=outcome.reason, message_id=message.message_id
+                    )
+                await self._apply(queue_name, message, outcome)
+                if self._observer is not None:
+                    self._observer(queue_name, outcome, seconds)
+            verdicts = Counter(outcome.verdict.value for outcome in outcomes)
+            self._log.info(
+                "batch_handled", messages=len(messages), ms=round(seconds * 1000, 2), **verdicts
+            )
 
     async def _on_error(self, exc: Exception) -> Outcome:
         reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]

@@ -5,33 +5,34 @@ taken responsibility for the message (and, for ``mandatory``, routed it).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import Protocol
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, DeliveryMode
+from aio_pika.abc import AbstractChannel, AbstractExchange, DeliveryMode
 
 from segue.errors import SegueError
+from segue.protocol.envelope import Outgoing
 
 JSON_CONTENT_TYPE = "application/json"
+
+__all__ = ["JSON_CONTENT_TYPE", "ConfirmedPublisher", "Outgoing", "PublishError", "Publisher"]
 
 
 class PublishError(SegueError):
     """The broker did not confirm a publish (e.g. the connection dropped)."""
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """A message ready to publish."""
+class Publisher(Protocol):
+    """Sends messages and says which ones the broker took (the seam for fakes)."""
 
-    exchange: str
-    routing_key: str
-    body: bytes
-    message_id: str | None = None
-    priority: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    reply_to: str | None = None
-    correlation_id: str | None = None
-    mandatory: bool = False
+    async def publish(self, message: Outgoing) -> None:
+        """Publish one message; raise :class:`PublishError` unless it is confirmed."""
+        ...
+
+    async def publish_all(self, messages: Sequence[Outgoing]) -> list[bool]:
+        """Publish every message with all confirms in flight at once; True per confirmed one."""
+        ...
 
 
 class ConfirmedPublisher:
@@ -40,6 +41,7 @@ class ConfirmedPublisher:
     def __init__(self, channel: AbstractChannel, confirm_timeout_s: float = 30.0) -> None:
         self._channel = channel
         self._confirm_timeout_s = confirm_timeout_s
+        self._exchanges: dict[str, AbstractExchange] = {}
 
     async def publish(self, message: Outgoing) -> None:
         """Publish and wait for the broker's confirm; raises if it is refused.
@@ -57,12 +59,33 @@ class ConfirmedPublisher:
                 f"connection lost before the broker confirmed {message.routing_key!r}"
             ) from None
 
-    async def _publish(self, message: Outgoing) -> None:
-        exchange = (
-            self._channel.default_exchange
-            if message.exchange == ""
-            else await self._channel.get_exchange(message.exchange, ensure=False)
+    async def publish_all(self, messages: Sequence[Outgoing]) -> list[bool]:
+        """Publish ``messages`` with their confirms overlapped; True for each confirmed one.
+
+        Never raises for a refused message (the caller keeps what was not
+        confirmed, e.g. in the outbox); cancellation of the caller propagates.
+        """
+        if not messages:
+            return []
+        results = await asyncio.gather(
+            *(self.publish(message) for message in messages), return_exceptions=True
         )
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+        return [result is None for result in results]
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        if name == "":
+            return self._channel.default_exchange
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            exchange = await self._channel.get_exchange(name, ensure=False)
+            self._exchanges[name] = exchange
+        return exchange
+
+    async def _publish(self, message: Outgoing) -> None:
+        exchange = await self._exchange(message.exchange)
         await exchange.publish(
             aio_pika.Message(
                 message.body,

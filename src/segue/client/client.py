@@ -13,7 +13,6 @@ from types import TracebackType
 from typing import Any, Self
 from uuid import UUID, uuid4
 
-import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
@@ -39,6 +38,7 @@ from segue.client.feed import JobFeed
 from segue.client.handle import JobHandle
 from segue.client.identity import choose_job_id
 from segue.client.inbox import Inbox, Routing
+from segue.logs import library_logger
 from segue.protocol.codec import encode
 from segue.protocol.messages import (
     CancelJob,
@@ -62,6 +62,8 @@ from segue.protocol.topology import orchestrator_queues
 RESYNC_FIRST_RETRY_S = 0.5
 RESYNC_MAX_RETRY_S = 10.0
 """Pauses between queries when catching up with a job whose state is unknown."""
+FINAL_CHECK_S = 5.0
+"""Longest a timed-out :meth:`JobHandle.result` waits for its last query."""
 
 
 def retry_delays(first_s: float, max_s: float) -> Iterator[float]:
@@ -138,7 +140,7 @@ class SegueClient:
         self._inbox = Inbox()
         self._resyncs: dict[UUID, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._log = structlog.get_logger("segue.client")
+        self._log = library_logger("segue.client")
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -222,7 +224,9 @@ class SegueClient:
             priority=priority,
             reference=reference,
         )
-        handle = await self.follow(command.job_id)
+        # Bound before the submission is sent: no update of this job can be missed
+        # (short of a reconnect, after which every followed job is queried).
+        handle = await self._follow(command.job_id, query_first=False)
         try:
             await self._send(command)
         except BaseException:
@@ -232,13 +236,27 @@ class SegueClient:
         return handle
 
     async def follow(self, job_id: UUID) -> JobHandle:
-        """A handle on an existing job: its updates from now on, and its result."""
+        """A handle on an existing job: its updates from now on, and its result.
+
+        The job may have finished before, so the handle's :meth:`JobHandle.result`
+        asks the orchestrator for its state first.
+        """
+        return await self._follow(job_id, query_first=True)
+
+    async def _follow(self, job_id: UUID, query_first: bool) -> JobHandle:
         session = self._require_session()
         feed = self._inbox.follow(job_id)
         await session.reply_queue.bind(
             session.names.updates_exchange, routing_key=job_updates_binding(job_id)
         )
-        return JobHandle(job_id, feed, self, lambda: self._catch_up(feed))
+        return JobHandle(
+            job_id,
+            feed,
+            self,
+            lambda: self._catch_up(feed),
+            query_first=query_first,
+            final_check_s=min(FINAL_CHECK_S, self._request_timeout_s),
+        )
 
     async def cancel(self, job_id: UUID, reason: str = "cancelled by client") -> None:
         """Ask the orchestrator to cancel ``job_id`` (it ends ``cancelled`` if not finished)."""

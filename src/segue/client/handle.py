@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -25,8 +26,11 @@ class JobHandle:
     """What :meth:`SegueClient.submit` and :meth:`SegueClient.follow` return.
 
     The client listens to the job's updates from before the submission was
-    sent, so none is missed; :meth:`result` also asks the orchestrator, so a
-    result is never missed either (e.g. across a reconnect).
+    sent, so none is missed and waiting for the result costs no query. The
+    orchestrator is asked for the job's state only when an update may have
+    been missed: for a job taken up with :meth:`SegueClient.follow` (it may
+    have finished before), after a reconnect (every followed job), and once
+    before :meth:`result` gives up on a timeout.
     """
 
     def __init__(
@@ -35,11 +39,16 @@ class JobHandle:
         feed: JobFeed,
         client: SegueClient,
         catch_up: Callable[[], Awaitable[None]],
+        *,
+        query_first: bool = True,
+        final_check_s: float = 5.0,
     ) -> None:
         self._job_id = job_id
         self._feed = feed
         self._client = client
         self._catch_up = catch_up
+        self._query_first = query_first
+        self._final_check_s = final_check_s
 
     @property
     def job_id(self) -> UUID:
@@ -91,21 +100,33 @@ class JobHandle:
     async def result(self, timeout: float | None = None) -> JobFinished:  # noqa: ASYNC109 - API
         """The job's result, waiting for it if it is not finished yet.
 
-        Asks the orchestrator first (the job may have finished already), then
-        waits for the result update; after a reconnect it asks again. Raises
-        :class:`UpdateTimeoutError` after ``timeout`` seconds.
+        Waits for the result update; a handle from :meth:`SegueClient.follow`
+        asks the orchestrator first (the job may have finished already). After
+        ``timeout`` seconds it asks the orchestrator once more (for at most a
+        few seconds), and raises :class:`UpdateTimeoutError` if the job has
+        not finished.
         """
         try:
             async with asyncio.timeout(timeout):
-                if self._feed.result is None:
+                if self._feed.result is None and self._query_first:
+                    self._query_first = False
                     await self._catch_up()
                 return await self._feed.wait_result()
         except TimeoutError as exc:
             if isinstance(exc, UpdateTimeoutError):
                 raise
+            if await self._final_check():
+                return await self._feed.wait_result()
             raise UpdateTimeoutError(
                 f"job {self._job_id} did not finish within {timeout} s"
             ) from exc
+
+    async def _final_check(self) -> bool:
+        """Ask the orchestrator once whether the job finished; True if it did."""
+        if self._feed.result is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._catch_up(), self._final_check_s)
+        return self._feed.result is not None
 
     async def cancel(self, reason: str = "cancelled by client") -> None:
         """Ask the orchestrator to cancel the job."""

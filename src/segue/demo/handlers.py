@@ -22,11 +22,9 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
+from segue.protocol.messages import JsonObject
 from segue.worker import StepContext, step_handler
-
-JsonObject = dict[str, Any]
 
 INCREMENTS = 10
 CRASH_EXIT_CODE = 137

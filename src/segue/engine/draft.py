@@ -12,9 +12,7 @@ from typing import Any
 
 from segue.engine.effects import Decision, Effect, NotifyStatus, Record
 from segue.engine.state import Attempt, Job
-from segue.protocol.messages import JobStatus
-
-JsonObject = dict[str, Any]
+from segue.protocol.messages import JobStatus, JsonObject
 
 
 @dataclass

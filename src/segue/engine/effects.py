@@ -11,9 +11,8 @@ from typing import Any
 from uuid import UUID
 
 from segue.engine.state import Job
-from segue.protocol.messages import ErrorInfo, JobStatus
-
-JsonObject = dict[str, Any]
+from segue.protocol import kinds
+from segue.protocol.messages import ErrorInfo, JobStatus, JsonObject
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,9 @@ class Decision:
       event names a job that does not exist: then there is nothing to store).
     - ``effects``: messages to send, in order, after the state is committed.
     - ``records``: history entries to append.
-    - ``rejected``: why an invalid submission was refused (nothing is stored).
+    - ``rejected``: why an invalid message was refused (nothing is stored): a
+      submission (``rejection_kind`` says what was wrong) or an event that can
+      never apply to the job (e.g. of an attempt it never had).
     - ``ignored``: why a stale or duplicate event changed nothing (it is still
       recorded in ``records`` so the history explains it).
     """
@@ -106,4 +107,5 @@ class Decision:
     effects: tuple[Effect, ...] = ()
     records: tuple[Record, ...] = ()
     rejected: str | None = None
+    rejection_kind: str = kinds.INVALID_PARAMETERS
     ignored: str | None = None

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from uuid import UUID
 
-from segue.protocol.messages import ErrorInfo
+from segue.protocol.messages import ErrorInfo, JsonObject
 from segue.workflows.model import Workflow
-
-JsonObject = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class JobSubmitted:
-    """A client submitted a job. ``params`` are raw: the engine validates them."""
+    """A client submitted a job. ``params`` are raw: the engine validates them.
+
+    ``workflow`` is the definition the orchestrator has under the submitted
+    name, None when it has none (``workflow_name`` then says what was asked for):
+    a new job is refused, a resubmission of an existing job is a duplicate, as
+    the job keeps the definition it pinned.
+    """
 
     job_id: UUID
-    workflow: Workflow
+    workflow: Workflow | None
     workflow_hash: str
     params: JsonObject
     priority: int = 5
     reference: str | None = None
+    workflow_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from segue.engine.state import Attempt, Job, JsonObject
+from segue.engine.state import Attempt, Job
 from segue.engine.timers import find_step
-from segue.protocol.messages import AttemptStatus, ErrorInfo
+from segue.protocol.messages import AttemptStatus, ErrorInfo, JsonObject
 from segue.workflows.model import Step
 
 MAP_FAILED = "map_failed"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segue.engine.draft import Draft, JsonObject, attempt_data
+from segue.engine.draft import Draft, attempt_data
 from segue.engine.fanout import (
     map_output,
     map_slots,
@@ -46,7 +46,7 @@ from segue.engine.transitions import (
     retry,
     settle,
 )
-from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus
+from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus, JsonObject
 from segue.workflows.conditions import describe, evaluate, next_step
 from segue.workflows.model import Condition, RepeatSpec, Step
 

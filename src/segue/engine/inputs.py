@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from segue.engine.state import Job, JsonObject
+from segue.engine.state import Job
 from segue.errors import SegueError
-from segue.protocol.messages import ErrorInfo
+from segue.protocol.messages import ErrorInfo, JsonObject
 from segue.workflows.conditions import MISSING, json_kind, lookup, why_missing
 from segue.workflows.model import Step, Workflow
 

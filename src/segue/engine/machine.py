@@ -48,7 +48,6 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import datetime
-from uuid import UUID
 
 from segue.engine.draft import Draft, attempt_data
 from segue.engine.effects import Decision, NotifyProgress, NotifyStatus, Record
@@ -67,7 +66,7 @@ from segue.engine.events import (
 from segue.engine.fanout import map_fraction
 from segue.engine.flow import FAILURE_KEY, attempt_failed, attempt_succeeded, enter_step
 from segue.engine.inputs import map_items
-from segue.engine.state import Attempt, Job, JsonObject
+from segue.engine.state import Attempt, Job
 from segue.engine.timers import Deadline, DeadlineKind, due_deadline, find_step, later
 from segue.engine.transitions import (
     abort,
@@ -80,7 +79,9 @@ from segue.engine.transitions import (
     settle,
     start,
 )
-from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus
+from segue.protocol import kinds
+from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus, JsonObject
+from segue.workflows.model import Workflow
 from segue.workflows.parameters import ParameterError, resolve_params
 
 WorkerEvent = StepStarted | StepProgressed | StepHeartbeat | StepSucceeded | StepFailed
@@ -126,12 +127,15 @@ def _apply_submitted(job: Job | None, event: JobSubmitted, now: datetime) -> Dec
         record = Record("submission_ignored", {"reason": reason, "status": str(job.status)})
         notify = NotifyStatus(job.job_id, job.status, job.current_step)
         return Decision(job=job, effects=(notify,), records=(record,), ignored=reason)
+    workflow = event.workflow
+    if workflow is None:
+        reason = f"unknown workflow {event.workflow_name!r}"
+        return Decision(rejected=reason, rejection_kind=kinds.UNKNOWN_WORKFLOW)
     try:
-        params = resolve_params(event.workflow, event.params)
+        params = resolve_params(workflow, event.params)
     except ParameterError as exc:
         return Decision(rejected=str(exc))
-    draft = Draft(job=_new_job(event, params, now), now=now, before=None)
-    workflow = event.workflow
+    draft = Draft(job=_new_job(event, workflow, params, now), now=now, before=None)
     draft.record(
         "job_submitted",
         workflow=workflow.name,
@@ -145,12 +149,12 @@ def _apply_submitted(job: Job | None, event: JobSubmitted, now: datetime) -> Dec
     return draft.decision()
 
 
-def _new_job(event: JobSubmitted, params: JsonObject, now: datetime) -> Job:
+def _new_job(event: JobSubmitted, workflow: Workflow, params: JsonObject, now: datetime) -> Job:
     """A queued job with its resolved params and, if the workflow has one, its deadline."""
-    timeout_s = event.workflow.timeout_s
+    timeout_s = workflow.timeout_s
     return Job(
         job_id=event.job_id,
-        workflow=event.workflow,
+        workflow=workflow,
         workflow_hash=event.workflow_hash,
         params=params,
         status=JobStatus.QUEUED,
@@ -285,7 +289,10 @@ def _apply_worker_event(job: Job | None, event: WorkerEvent, now: datetime) -> D
     """Fence the event by attempt id, then apply it to its attempt."""
     if job is None:
         return Decision(ignored="unknown job")
-    target = _fence(job, event.attempt_id)
+    attempt = job.attempt(event.attempt_id)
+    if attempt is None:  # never one of this job's: forged or misrouted, not stale
+        return Decision(job=job, rejected=f"unknown attempt {event.attempt_id} of job {job.job_id}")
+    target = _fence(job, attempt)
     if isinstance(target, str):
         return _ignore(job, event, target)
     draft = Draft.of(job, now)
@@ -302,11 +309,8 @@ def _apply_worker_event(job: Job | None, event: WorkerEvent, now: datetime) -> D
             return _apply_failed(draft, target, event)
 
 
-def _fence(job: Job, attempt_id: UUID) -> Attempt | str:
+def _fence(job: Job, attempt: Attempt) -> Attempt | str:
     """The attempt a worker event may change, or why the event must be ignored."""
-    attempt = job.attempt(attempt_id)
-    if attempt is None:
-        return "unknown attempt"
     if job.status.is_terminal:
         return f"job is {job.status}"
     if not attempt.is_live:
@@ -435,7 +439,7 @@ def _engine_error(job: Job | None, event: Event, exc: Exception) -> Decision:
     reason = f"engine error: {type(exc).__name__}: {exc}"
     if job is None:
         if isinstance(event, JobSubmitted):
-            return Decision(rejected=reason)
+            return Decision(rejected=reason, rejection_kind=kinds.REJECTED)
         return Decision(ignored=reason)
     record = Record("engine_error", {"event": _event_name(event), "error": reason})
     return Decision(job=job, records=(record,), ignored=reason)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from uuid import UUID, uuid5
 
-from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus
+from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus, JsonObject
 from segue.workflows.model import Workflow
-
-JsonObject = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from dataclasses import replace
 from typing import Any
 
 from segue.engine.backoff import retry_delay_s
-from segue.engine.draft import Draft, JsonObject, attempt_data
+from segue.engine.draft import Draft, attempt_data
 from segue.engine.effects import DispatchStep, NotifyResult, StopAttempt
 from segue.engine.inputs import task_data
 from segue.engine.state import Attempt, new_attempt_id
 from segue.engine.timers import later
-from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus
+from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus, JsonObject
 from segue.workflows.model import RetryPolicy, Step
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
 
+from segue.broker.batching import BatchConsumer
 from segue.broker.boundary import ConsumeBoundary
 from segue.broker.connection import connect
 from segue.broker.publisher import ConfirmedPublisher
@@ -51,6 +52,7 @@ class Parts:
     boundary: ConsumeBoundary
     http: HealthServer
     background: list[asyncio.Task[None]]
+    max_batch: int
 
 
 async def run_service(
@@ -72,21 +74,29 @@ async def run_service(
         if reload is not None:
             parts.background.append(_spawn(_reload_on(reload, settings, names, parts), "reload"))
         consumers = [
-            (queue, await queue.consume(parts.boundary.wrap(queue.name, handler)))
-            for queue, handler in (
-                (parts.queues[names.commands_queue], parts.handlers.on_command),
-                (parts.queues[names.events_queue], parts.handlers.on_event),
-            )
+            BatchConsumer(
+                parts.queues[names.commands_queue],
+                parts.boundary,
+                parts.handlers.on_commands,
+                parts.max_batch,
+            ),
+            BatchConsumer(
+                parts.queues[names.events_queue],
+                parts.boundary,
+                parts.handlers.on_events,
+                parts.max_batch,
+            ),
         ]
+        for consumer in consumers:
+            await consumer.start()
         log.info("service_ready", namespace=names.namespace, http_port=parts.http.port)
         if ready is not None:
             ready.set()
         await stop.wait()
         log.info("service_stopping")
-        for queue, tag in consumers:
-            with contextlib.suppress(Exception):
-                await queue.cancel(tag)
-        remaining = await parts.boundary.drain(DRAIN_TIMEOUT_S)
+        remaining = sum(
+            await asyncio.gather(*(consumer.stop(DRAIN_TIMEOUT_S) for consumer in consumers))
+        )
         if remaining:
             log.warning("service_stopped_with_messages_in_flight", messages=remaining)
     log.info("service_stopped")
@@ -106,6 +116,8 @@ async def _assembled(
     async with contextlib.AsyncExitStack() as stack:
         store = await Store.connect(settings.database_url, pool_size=settings.db_pool_size)
         stack.push_async_callback(store.close)
+        for loaded in catalog:
+            store.definitions.offer(loaded.content_hash, loaded.workflow)
         connection = await connect(settings.amqp_url, "segue-orchestrator")
         stack.push_async_callback(connection.close)
         publisher = ConfirmedPublisher(await connection.channel(publisher_confirms=True))
@@ -115,7 +127,7 @@ async def _assembled(
         relay = OutboxRelay(
             store, publisher, clock, settings.relay_interval_s, settings.relay_grace_s
         )
-        applier = Applier(store, relay, names, clock)
+        applier = Applier(store, relay, names, clock, is_transient)
         handlers = Handlers(
             applier, store, catalog, publisher, names, clock, settings.max_message_bytes
         )
@@ -134,7 +146,17 @@ async def _assembled(
         boundary = ConsumeBoundary(
             publisher, names.dead_exchange, observer=metrics.observe, is_transient=is_transient
         )
-        yield Parts(store, connection, channel, queues, handlers, boundary, http, background)
+        yield Parts(
+            store,
+            connection,
+            channel,
+            queues,
+            handlers,
+            boundary,
+            http,
+            background,
+            settings.max_batch,
+        )
 
 
 async def _reload_on(reload: asyncio.Event, settings: Settings, names: Names, parts: Parts) -> None:

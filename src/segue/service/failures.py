@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+import asyncpg
 
 from segue.broker.boundary import is_transient_broker_error
 
@@ -21,13 +20,10 @@ def is_transient(exc: BaseException) -> bool:
     Data errors (e.g. SQLSTATE class 22, a value PostgreSQL refuses) and bugs
     fail the same way every time: those messages are dead-lettered.
     """
-    if is_transient_broker_error(exc) or isinstance(exc, PoolTimeoutError):
+    if is_transient_broker_error(exc):  # OSError and TimeoutError included
         return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        if isinstance(sqlstate, str):
-            return sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
-        return isinstance(exc, OperationalError | InterfaceError)
-    return False
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = getattr(exc, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
+    # The connection went away mid-statement, or the pool is closing.
+    return isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.ConnectionDoesNotExistError)

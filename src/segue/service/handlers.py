@@ -1,21 +1,26 @@
-"""Message handlers of the orchestrator: decode, apply, and say what becomes of
-the message. Every path returns an :class:`Outcome`; none raises for bad input.
+"""Message handlers of the orchestrator: decode a batch, apply it, and say what
+becomes of each message. Every path returns an :class:`Outcome`; none raises for
+bad input.
+
+Commands and events that change jobs go through :meth:`Applier.apply` together
+(one transaction per batch); queries are answered after it, from the database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
-import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import BaseModel
 
 from segue.broker.boundary import Outcome
-from segue.broker.publisher import ConfirmedPublisher, Outgoing
+from segue.broker.publisher import Publisher
 from segue.engine import events as engine_events
-from segue.engine.state import Job
 from segue.protocol import kinds
 from segue.protocol.codec import (
     COMMAND_ADAPTER,
@@ -24,14 +29,17 @@ from segue.protocol.codec import (
     decode,
     encode,
 )
+from segue.protocol.envelope import Outgoing
 from segue.protocol.messages import (
     CancelJob,
+    Command,
     ErrorInfo,
     ErrorReply,
     GetJob,
     JobFinished,
     JobReply,
     JobStatus,
+    JobView,
     ListWorkflows,
     RetryJob,
     StepFailed,
@@ -40,12 +48,11 @@ from segue.protocol.messages import (
     StepStarted,
     StepSucceeded,
     SubmitJob,
-    WorkerEvent,
     WorkflowsReply,
 )
+from segue.protocol.messages import Event as WorkerEvent
 from segue.protocol.names import Names, update_routing_key
-from segue.service.applier import Applied, Applier
-from segue.store.repository import Store
+from segue.service.applier import Applied, Change
 from segue.workflows.loader import Catalog
 
 MAX_REASON_CHARS = 4000
@@ -59,27 +66,51 @@ def shorten(text: str, limit: int) -> str:
     return f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
+class ChangeApplier(Protocol):
+    """Applies a batch of changes (see :class:`segue.service.applier.Applier`)."""
+
+    async def apply(self, changes: Sequence[Change]) -> list[Applied]:
+        """Apply the changes in one transaction; one result per change."""
+        ...
+
+
+class JobReader(Protocol):
+    """Reads jobs as users see them (see :class:`segue.store.repository.Store`)."""
+
+    async def job_view(self, job_id: UUID, include_history: bool = True) -> JobView | None:
+        """The job, or None if there is none."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A decoded message waiting for its change to be applied."""
+
+    index: int
+    message: AbstractIncomingMessage
+    body: Command | WorkerEvent
+
+
 class Handlers:
-    """Handlers for the commands and events queues."""
+    """Batch handlers for the commands and events queues."""
 
     def __init__(
         self,
-        applier: Applier,
-        store: Store,
+        applier: ChangeApplier,
+        reader: JobReader,
         catalog: Catalog,
-        publisher: ConfirmedPublisher,
+        publisher: Publisher,
         names: Names,
         clock: Callable[[], datetime],
         max_body_bytes: int,
     ) -> None:
         self._applier = applier
-        self._store = store
+        self._reader = reader
         self._catalog = catalog
         self._publisher = publisher
         self._names = names
         self._clock = clock
         self._max_body_bytes = max_body_bytes
-        self._log = structlog.get_logger("segue.handlers")
 
     def use_catalog(self, catalog: Catalog) -> None:
         """Serve new submissions from ``catalog`` (running jobs keep their pinned workflow)."""
@@ -87,103 +118,103 @@ class Handlers:
 
     # --- commands -------------------------------------------------------------------
 
-    async def on_command(self, message: AbstractIncomingMessage) -> Outcome:
-        """Handle one message of the commands queue."""
-        try:
-            command = decode(COMMAND_ADAPTER, message.body, self._max_body_bytes)
-        except InvalidMessageError as exc:
-            answer_to = await self._submitter_to_answer(exc)
-            if answer_to is not None:
-                await self._reject(answer_to, kinds.INVALID_MESSAGE, exc.reason)
-            return Outcome.dead(f"invalid command: {exc.reason}")
-        structlog.contextvars.bind_contextvars(message_type=command.type)
-        match command:
-            case SubmitJob():
-                return await self._submit(command)
-            case CancelJob():
-                return await self._cancel(command)
-            case RetryJob():
-                return await self._retry(command, message)
+    async def on_commands(self, messages: Sequence[AbstractIncomingMessage]) -> list[Outcome]:
+        """Handle a batch of messages of the commands queue.
+
+        Commands that change jobs are applied together first; queries and
+        unusable commands are answered after that, all at once.
+        """
+        changing: list[_Pending] = []
+        answering: list[tuple[int, AbstractIncomingMessage, Command | InvalidMessageError]] = []
+        for index, message in enumerate(messages):
+            try:
+                command = decode(COMMAND_ADAPTER, message.body, self._max_body_bytes)
+            except InvalidMessageError as exc:
+                answering.append((index, message, exc))
+                continue
+            if isinstance(command, GetJob | ListWorkflows):
+                answering.append((index, message, command))
+            else:
+                changing.append(_Pending(index, message, command))
+        applied = await self._applier.apply([self._command_change(p) for p in changing])
+        answers = await asyncio.gather(
+            *(
+                self._command_outcome(p, result)
+                for p, result in zip(changing, applied, strict=True)
+            ),
+            *(self._answer(message, body) for _, message, body in answering),
+        )
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        for index, outcome in zip(
+            [p.index for p in changing] + [index for index, _, _ in answering], answers, strict=True
+        ):
+            outcomes[index] = outcome
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _answer(
+        self, message: AbstractIncomingMessage, body: Command | InvalidMessageError
+    ) -> Outcome:
+        """Answer a query, or dead-letter an unusable command."""
+        match body:
+            case InvalidMessageError():
+                return await self._invalid_command(body)
             case GetJob():
-                return await self._get_job(command, message)
+                return await self._get_job(body, message)
             case ListWorkflows():
                 return await self._list_workflows(message)
+        raise TypeError(f"not a query: {type(body).__name__}")
 
-    async def _submitter_to_answer(self, exc: InvalidMessageError) -> UUID | None:
-        """The job id to answer an unusable command on, if any: only a possible
-        submission of a job that does not exist (never announce a real job failed).
-        """
-        if exc.job_id is None or exc.message_type not in (None, "submit_job"):
-            return None
-        if await self._store.job_view(exc.job_id, include_history=False) is not None:
-            return None
-        return exc.job_id
+    def _command_change(self, pending: _Pending) -> Change:
+        match pending.body:
+            case SubmitJob() as submit:
+                loaded = self._catalog.get(submit.workflow)
+                event: engine_events.Event = engine_events.JobSubmitted(
+                    job_id=submit.job_id,
+                    workflow=None if loaded is None else loaded.workflow,
+                    workflow_hash="" if loaded is None else loaded.content_hash,
+                    params=submit.params,
+                    priority=submit.priority,
+                    reference=submit.reference,
+                    workflow_name=submit.workflow,
+                )
+                return Change(submit.job_id, event)
+            case CancelJob() as cancel:
+                return Change(cancel.job_id, engine_events.CancelRequested(reason=cancel.reason))
+            case RetryJob() as retry:
+                return Change(retry.job_id, engine_events.RerunRequested(reason=retry.reason))
+        raise TypeError(f"not a command that changes a job: {type(pending.body).__name__}")
 
-    async def _submit(self, command: SubmitJob) -> Outcome:
-        structlog.contextvars.bind_contextvars(job_id=str(command.job_id))
-        applied = await self._applier.submit(
-            command.job_id, lambda existing: self._submission(command, existing)
-        )
-        if applied is None:
-            reason = (
-                f"unknown workflow {command.workflow!r}; "
-                f"known: {', '.join(self._catalog.names) or 'none'}"
-            )
-            await self._reject(command.job_id, kinds.UNKNOWN_WORKFLOW, reason)
-            return Outcome.dead(reason)
-        return await self._submit_outcome(command, applied)
-
-    def _submission(
-        self, command: SubmitJob, existing: Job | None
-    ) -> engine_events.JobSubmitted | None:
-        """The engine event for a submission; None when its workflow is unknown.
-
-        A resubmission of an existing job keeps the job's pinned workflow, so it
-        stays idempotent even after the workflow left the file.
-        """
-        if existing is not None:
-            workflow, content_hash = existing.workflow, existing.workflow_hash
-        else:
-            loaded = self._catalog.get(command.workflow)
-            if loaded is None:
-                return None
-            workflow, content_hash = loaded.workflow, loaded.content_hash
-        return engine_events.JobSubmitted(
-            job_id=command.job_id,
-            workflow=workflow,
-            workflow_hash=content_hash,
-            params=command.params,
-            priority=command.priority,
-            reference=command.reference,
-        )
+    async def _command_outcome(self, pending: _Pending, applied: Applied) -> Outcome:
+        match pending.body:
+            case SubmitJob() as submit:
+                return await self._submit_outcome(submit, applied)
+            case CancelJob() as cancel:
+                if not applied.found:
+                    return Outcome.dead(f"cancel of unknown job {cancel.job_id}")
+                if applied.decision.ignored is not None:
+                    return Outcome.ack("cancel_ignored", applied.decision.ignored)
+                return Outcome.ack("job_cancel_applied")
+            case RetryJob() as retry:
+                return await self._retry_outcome(retry, pending.message, applied)
+        raise TypeError(f"not a command that changes a job: {type(pending.body).__name__}")
 
     async def _submit_outcome(self, command: SubmitJob, applied: Applied) -> Outcome:
         decision = applied.decision
         if decision.rejected is not None:
-            await self._reject(command.job_id, kinds.INVALID_PARAMETERS, decision.rejected)
-            return Outcome.dead(
-                f"invalid parameters: {shorten(decision.rejected, MAX_REASON_CHARS)}"
-            )
+            reason = decision.rejected
+            if decision.rejection_kind == kinds.UNKNOWN_WORKFLOW:
+                reason += f"; known: {', '.join(self._catalog.names) or 'none'}"
+            await self._reject(command.job_id, decision.rejection_kind, reason)
+            if decision.rejection_kind == kinds.INVALID_PARAMETERS:
+                return Outcome.dead(f"invalid parameters: {shorten(reason, MAX_REASON_CHARS)}")
+            return Outcome.dead(shorten(reason, MAX_REASON_CHARS))
         if decision.ignored is not None:
             return Outcome.ack("submission_ignored", decision.ignored)
         return Outcome.ack("job_submitted")
 
-    async def _cancel(self, command: CancelJob) -> Outcome:
-        structlog.contextvars.bind_contextvars(job_id=str(command.job_id))
-        applied = await self._applier.apply(
-            command.job_id, engine_events.CancelRequested(reason=command.reason)
-        )
-        if not applied.found:
-            return Outcome.dead(f"cancel of unknown job {command.job_id}")
-        if applied.decision.ignored is not None:
-            return Outcome.ack("cancel_ignored", applied.decision.ignored)
-        return Outcome.ack("job_cancel_applied")
-
-    async def _retry(self, command: RetryJob, message: AbstractIncomingMessage) -> Outcome:
-        structlog.contextvars.bind_contextvars(job_id=str(command.job_id))
-        applied = await self._applier.apply(
-            command.job_id, engine_events.RerunRequested(reason=command.reason)
-        )
+    async def _retry_outcome(
+        self, command: RetryJob, message: AbstractIncomingMessage, applied: Applied
+    ) -> Outcome:
         if not applied.found:
             error = ErrorInfo(kind=kinds.UNKNOWN_JOB, message=f"no job {command.job_id}")
         elif applied.decision.ignored is not None:
@@ -191,7 +222,7 @@ class Handlers:
         else:
             error = None
         if message.reply_to:
-            view = await self._store.job_view(command.job_id, include_history=False)
+            view = await self._reader.job_view(command.job_id, include_history=False)
             reply: BaseModel = (
                 ErrorReply(error=error) if error else JobReply(job_id=command.job_id, job=view)
             )
@@ -202,10 +233,18 @@ class Handlers:
             return Outcome.ack("retry_refused", error.message)
         return Outcome.ack("job_retried")
 
+    async def _invalid_command(self, exc: InvalidMessageError) -> Outcome:
+        """Dead-letter an unusable command; answer it if it may be a new submission
+        (never announce a real job failed)."""
+        job_id = exc.job_id if exc.message_type in (None, "submit_job") else None
+        if job_id is not None and await self._reader.job_view(job_id, False) is None:
+            await self._reject(job_id, kinds.INVALID_MESSAGE, exc.reason)
+        return Outcome.dead(f"invalid command: {exc.reason}")
+
     async def _get_job(self, command: GetJob, message: AbstractIncomingMessage) -> Outcome:
         if not message.reply_to:
             return Outcome.dead("get_job without reply_to: nowhere to answer")
-        view = await self._store.job_view(command.job_id, include_history=command.include_history)
+        view = await self._reader.job_view(command.job_id, include_history=command.include_history)
         await self._reply(message, JobReply(job_id=command.job_id, job=view))
         return Outcome.ack("job_queried")
 
@@ -218,26 +257,23 @@ class Handlers:
 
     # --- worker events --------------------------------------------------------------
 
-    async def on_event(self, message: AbstractIncomingMessage) -> Outcome:
-        """Handle one message of the events queue."""
-        try:
-            event = decode(EVENT_ADAPTER, message.body, self._max_body_bytes)
-        except InvalidMessageError as exc:
-            return Outcome.dead(f"invalid event: {exc.reason}")
-        structlog.contextvars.bind_contextvars(
-            message_type=event.type, job_id=str(event.job_id), attempt_id=str(event.attempt_id)
-        )
-        applied = await self._applier.apply(
-            event.job_id, to_engine_event(event), precheck=_attempt_known(event.attempt_id)
-        )
-        if not applied.found:
-            return Outcome.dead(f"{event.type} for unknown job {event.job_id}")
-        decision = applied.decision
-        if decision.rejected is not None:
-            return Outcome.dead(decision.rejected)
-        if decision.ignored is not None:
-            return Outcome.ack("event_ignored", decision.ignored)
-        return Outcome.ack("event_applied")
+    async def on_events(self, messages: Sequence[AbstractIncomingMessage]) -> list[Outcome]:
+        """Handle a batch of messages of the events queue."""
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        changes: list[Change] = []
+        decoded: list[tuple[int, WorkerEvent]] = []
+        for index, message in enumerate(messages):
+            try:
+                event = decode(EVENT_ADAPTER, message.body, self._max_body_bytes)
+            except InvalidMessageError as exc:
+                outcomes[index] = Outcome.dead(f"invalid event: {exc.reason}")
+                continue
+            changes.append(Change(event.job_id, to_engine_event(event)))
+            decoded.append((index, event))
+        applied = await self._applier.apply(changes) if changes else []
+        for (index, event), result in zip(decoded, applied, strict=True):
+            outcomes[index] = _event_outcome(event, result)
+        return [outcome for outcome in outcomes if outcome is not None]
 
     # --- replies --------------------------------------------------------------------
 
@@ -269,6 +305,17 @@ class Handlers:
         )
 
 
+def _event_outcome(event: WorkerEvent, applied: Applied) -> Outcome:
+    if not applied.found:
+        return Outcome.dead(f"{event.type} for unknown job {event.job_id}")
+    decision = applied.decision
+    if decision.rejected is not None:
+        return Outcome.dead(decision.rejected)
+    if decision.ignored is not None:
+        return Outcome.ack("event_ignored", decision.ignored)
+    return Outcome.ack("event_applied")
+
+
 def to_engine_event(event: WorkerEvent) -> engine_events.Event:
     """The engine's view of a worker event."""
     match event:
@@ -289,12 +336,3 @@ def to_engine_event(event: WorkerEvent) -> engine_events.Event:
                 event.attempt_id, event.error, event.retryable, event.worker_id
             )
     raise TypeError(f"not a worker event: {type(event).__name__}")
-
-
-def _attempt_known(attempt_id: UUID) -> Callable[[Job], str | None]:
-    def check(job: Job) -> str | None:
-        if job.attempt(attempt_id) is None:
-            return f"unknown attempt {attempt_id} of job {job.job_id}"
-        return None
-
-    return check

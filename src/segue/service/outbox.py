@@ -1,11 +1,19 @@
-"""Turn engine effects into wire messages for the outbox (written in the same
-transaction as the state they follow from).
+"""Engine effects as the messages that carry them out.
+
+Tasks, stops and results are *durable*: written to the outbox in the same
+transaction as the state they follow from, and published after the commit
+(again by the relay, should the process die first). Status and progress
+updates are *notices*: published after the commit but never stored, since a
+follower that misses one loses nothing (the job's state can always be
+queried, and its result is durable); within one batch only the newest notice
+of each kind per job is sent, and none for a job whose result is in the batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from segue.engine.effects import (
     DispatchStep,
@@ -16,6 +24,7 @@ from segue.engine.effects import (
     StopAttempt,
 )
 from segue.protocol.codec import encode
+from segue.protocol.envelope import Outgoing
 from segue.protocol.messages import (
     CancelAttempt,
     JobFinished,
@@ -24,11 +33,31 @@ from segue.protocol.messages import (
     StepTask,
 )
 from segue.protocol.names import Names, attempt_control_key, update_routing_key
-from segue.store.repository import OutboxMessage
+
+Notice = NotifyStatus | NotifyProgress
 
 
-def to_outbox(effect: Effect, names: Names, now: datetime) -> OutboxMessage:
-    """The outbox row that carries out ``effect``."""
+def is_durable(effect: Effect) -> bool:
+    """Whether the effect must survive a crash (outbox) rather than be a notice."""
+    return not isinstance(effect, NotifyStatus | NotifyProgress)
+
+
+def latest_notices(effects: Iterable[Effect]) -> list[Notice]:
+    """The notices worth sending of a batch's effects (see the module docstring)."""
+    latest: dict[tuple[UUID, type[Notice]], Notice] = {}
+    finished: set[UUID] = set()
+    for effect in effects:
+        if isinstance(effect, NotifyResult):
+            finished.add(effect.job_id)
+        elif isinstance(effect, NotifyStatus | NotifyProgress):
+            key = (effect.job_id, type(effect))
+            latest.pop(key, None)  # keep the order of the newest ones
+            latest[key] = effect
+    return [notice for (job_id, _), notice in latest.items() if job_id not in finished]
+
+
+def to_outbox(effect: Effect, names: Names, now: datetime) -> Outgoing:
+    """The message that carries out ``effect``."""
     match effect:
         case DispatchStep():
             return _task(effect, names)
@@ -62,7 +91,7 @@ def to_outbox(effect: Effect, names: Names, now: datetime) -> OutboxMessage:
             return _update(names, "result", result)
 
 
-def _task(effect: DispatchStep, names: Names) -> OutboxMessage:
+def _task(effect: DispatchStep, names: Names) -> Outgoing:
     task = StepTask(
         job_id=effect.job_id,
         workflow=effect.workflow,
@@ -78,7 +107,7 @@ def _task(effect: DispatchStep, names: Names) -> OutboxMessage:
         item_index=effect.item_index,
         iteration=effect.iteration,
     )
-    return OutboxMessage(
+    return Outgoing(
         exchange=names.tasks_exchange,
         routing_key=effect.queue,
         body=encode(task),
@@ -89,7 +118,7 @@ def _task(effect: DispatchStep, names: Names) -> OutboxMessage:
 
 def _update(
     names: Names, kind: str, body: JobStatusChanged | JobProgressed | JobFinished
-) -> OutboxMessage:
+) -> Outgoing:
     return _message(names.updates_exchange, update_routing_key(body.job_id, kind), body)
 
 
@@ -97,8 +126,8 @@ def _message(
     exchange: str,
     routing_key: str,
     body: CancelAttempt | JobStatusChanged | JobProgressed | JobFinished,
-) -> OutboxMessage:
-    return OutboxMessage(
+) -> Outgoing:
+    return Outgoing(
         exchange=exchange,
         routing_key=routing_key,
         body=encode(body),

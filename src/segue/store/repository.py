@@ -1,106 +1,236 @@
-"""The asyncio repository: jobs under row locks, history, timers and the outbox.
+"""The repository on asyncpg: jobs under row locks, history, timers and the outbox.
 
-Every incoming message is handled in one :meth:`Store.transaction`: lock the job
-row (:meth:`JobTransaction.lock_job`), let the engine decide, then save the new
-state, its history entries and its outgoing messages
-(:meth:`JobTransaction.save_job`) so that all of it commits or none of it does.
-After the commit, the outbox rows are published and deleted
-(:meth:`Store.claim_outbox`); a relay loop does the same for rows a crash left
-behind. The sweeper takes due jobs with :meth:`JobTransaction.due_jobs`, and
-several replicas can do all of this at once: locks are row locks, and the
-sweeper and relay skip rows another replica holds.
+Messages are handled in batches, each in one :meth:`Store.transaction`: lock the
+jobs of the batch (:meth:`JobTransaction.lock_jobs`, in job-id order so that
+replicas never deadlock), let the engine decide, then write every job's new
+state, its history entries and the outgoing messages of the batch with one
+multi-row statement per table (:meth:`JobTransaction.write`), so that all of it
+commits or none of it does. After the commit the outgoing messages are
+published from memory; their outbox rows are deleted once confirmed
+(:meth:`JobTransaction.delete_outbox`, usually inside the next batch's
+transaction), and a relay publishes what a crash left behind
+(:meth:`Store.claim_outbox`). The sweeper takes due jobs with
+:meth:`JobTransaction.due_jobs`. Locks are row locks, and the sweeper and the
+relay skip rows another replica holds, so several replicas can run at once.
+
+Every statement is plain SQL with ``$n`` parameters: asyncpg prepares each once
+per connection and reuses it. JSON travels as text (encoded here with
+pydantic-core, decoded by the connection's ``jsonb`` codec).
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+import asyncpg
+from pydantic_core import to_json
 
 from segue.engine.effects import Record
 from segue.engine.state import Attempt, Job
 from segue.errors import SegueError
-from segue.protocol.messages import AttemptView, HistoryEntry, JobStatus, JobView
+from segue.protocol.envelope import Outgoing
+from segue.protocol.messages import HistoryEntry, JobStatus, JobView
 from segue.store.mapping import (
     Row,
-    attempt_rows,
-    attempt_to_row,
-    job_to_row,
-    record_rows,
+    aware,
+    error_to_json,
     row_to_attempt,
     row_to_attempt_view,
     row_to_history_entry,
     row_to_job,
     row_to_job_view,
-    row_to_workflow,
     workflow_to_row,
 )
-from segue.store.tables import job_events, jobs, outbox, step_attempts, workflow_definitions
-from segue.store.urls import async_url
+from segue.store.urls import asyncpg_dsn
 from segue.workflows.model import Workflow
 
-# Columns fixed when a job is created; save_job never rewrites them.
-_IMMUTABLE_JOB_COLUMNS = frozenset(
-    {"job_id", "workflow_name", "workflow_version", "workflow_hash", "created_at"}
-)
-_UPSERT_KEY_COLUMNS = frozenset({"attempt_id", "job_id"})
+TERMINAL_STATUSES = [status.value for status in JobStatus if status.is_terminal]
 
 
 class StoreError(SegueError):
     """The database refused an operation the engine's state said was valid."""
 
 
-@dataclass(frozen=True)
-class OutboxMessage:
-    """A message to publish once the transaction that wrote it has committed."""
-
-    exchange: str
-    routing_key: str
-    body: bytes
-    message_id: str
-    priority: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+class ConcurrentInsertError(StoreError):
+    """Another transaction stored a job this one was inserting: try the batch again."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class StoredOutboxMessage(OutboxMessage):
-    """An outbox message as stored, with the row ``id`` to delete once published."""
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """A job as locked in a transaction, with the number of history entries stored."""
+
+    job: Job
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobWrite:
+    """What to store for one job: its state ``after`` the batch's events.
+
+    ``before`` is the locked state (None: a new job, inserted); ``last_seq`` the
+    history entries stored so far, which ``records`` continue.
+    """
+
+    before: Job | None
+    after: Job
+    last_seq: int
+    records: Sequence[Record]
+    wake_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An outbox row claimed for publishing: its id and the message as stored."""
 
     id: int
+    message: Outgoing
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxClaim:
+    """Outbox rows locked for publishing; ``delete`` removes the published ones at commit."""
+
+    rows: list[OutboxRow]
+    delete: Callable[[Sequence[int]], Awaitable[None]]
+
+
+def to_json_text(value: Any) -> str:
+    """A JSON-ready value (UUIDs, datetimes and models allowed) as JSON text."""
+    return to_json(value).decode()
+
+
+def _optional_json(value: Any) -> str | None:
+    return None if value is None else to_json_text(value)
+
+
+WRITE_SQL = """
+WITH inserted AS (
+    INSERT INTO jobs (job_id, workflow_name, workflow_version, workflow_hash, status, priority,
+        reference, params, outputs, crashes, error, current_step, created_at, updated_at,
+        finished_at, deadline_at, run, wake_at, last_seq)
+    SELECT t.job_id, t.workflow_name, t.workflow_version, t.workflow_hash, t.status, t.priority,
+        t.reference, t.params::jsonb, t.outputs::jsonb, t.crashes::jsonb, t.error::jsonb,
+        t.current_step, t.created_at, t.updated_at, t.finished_at, t.deadline_at, t.run,
+        t.wake_at, t.last_seq
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[],
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+        $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
+        $17::int4[], $18::timestamptz[], $19::int4[])
+      AS t(job_id, workflow_name, workflow_version, workflow_hash, status, priority, reference,
+        params, outputs, crashes, error, current_step, created_at, updated_at, finished_at,
+        deadline_at, run, wake_at, last_seq)
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING job_id
+), updated AS (
+    UPDATE jobs AS j SET
+        status = u.status, priority = u.priority, current_step = u.current_step,
+        params = COALESCE(u.params::jsonb, j.params),
+        outputs = COALESCE(u.outputs::jsonb, j.outputs),
+        crashes = COALESCE(u.crashes::jsonb, j.crashes),
+        error = CASE WHEN u.error_set THEN u.error::jsonb ELSE j.error END,
+        updated_at = u.updated_at, finished_at = u.finished_at, deadline_at = u.deadline_at,
+        run = u.run, wake_at = u.wake_at, last_seq = u.last_seq
+    FROM unnest($20::uuid[], $21::text[], $22::int2[], $23::text[], $24::text[], $25::text[],
+        $26::text[], $27::bool[], $28::text[], $29::timestamptz[], $30::timestamptz[],
+        $31::timestamptz[], $32::int4[], $33::timestamptz[], $34::int4[])
+      AS u(job_id, status, priority, current_step, params, outputs, crashes, error_set, error,
+        updated_at, finished_at, deadline_at, run, wake_at, last_seq)
+    WHERE j.job_id = u.job_id
+    RETURNING j.job_id
+), attempts AS (
+    INSERT INTO step_attempts (attempt_id, job_id, ordinal, step, number, status, created_at,
+        due_at, dispatched_at, started_at, finished_at, last_seen_at, worker_id, run, progress,
+        progress_message, output, error, item_index, iteration)
+    SELECT t.attempt_id, t.job_id, t.ordinal, t.step, t.number, t.status, t.created_at,
+        t.due_at, t.dispatched_at, t.started_at, t.finished_at, t.last_seen_at, t.worker_id,
+        t.run, t.progress, t.progress_message, t.output::jsonb, t.error::jsonb, t.item_index,
+        t.iteration
+    FROM unnest($35::uuid[], $36::uuid[], $37::int4[], $38::text[], $39::int4[], $40::text[],
+        $41::timestamptz[], $42::timestamptz[], $43::timestamptz[], $44::timestamptz[],
+        $45::timestamptz[], $46::timestamptz[], $47::text[], $48::int4[], $49::float8[],
+        $50::text[], $51::text[], $52::text[], $53::int4[], $54::int4[])
+      AS t(attempt_id, job_id, ordinal, step, number, status, created_at, due_at,
+        dispatched_at, started_at, finished_at, last_seen_at, worker_id, run, progress,
+        progress_message, output, error, item_index, iteration)
+    WHERE t.job_id IN (SELECT job_id FROM inserted UNION ALL SELECT job_id FROM updated)
+    ON CONFLICT (attempt_id) DO UPDATE SET
+        ordinal = EXCLUDED.ordinal, step = EXCLUDED.step, number = EXCLUDED.number,
+        status = EXCLUDED.status, created_at = EXCLUDED.created_at, due_at = EXCLUDED.due_at,
+        dispatched_at = EXCLUDED.dispatched_at, started_at = EXCLUDED.started_at,
+        finished_at = EXCLUDED.finished_at, last_seen_at = EXCLUDED.last_seen_at,
+        worker_id = EXCLUDED.worker_id, run = EXCLUDED.run, progress = EXCLUDED.progress,
+        progress_message = EXCLUDED.progress_message, output = EXCLUDED.output,
+        error = EXCLUDED.error, item_index = EXCLUDED.item_index,
+        iteration = EXCLUDED.iteration
+), history AS (
+    INSERT INTO job_events (job_id, seq, type, data, at)
+    SELECT t.job_id, t.seq, t.type, t.data::jsonb, COALESCE($59::timestamptz, now())
+    FROM unnest($55::uuid[], $56::int4[], $57::text[], $58::text[]) AS t(job_id, seq, type, data)
+    WHERE t.job_id IN (SELECT job_id FROM inserted UNION ALL SELECT job_id FROM updated)
+), sent AS (
+    INSERT INTO outbox (exchange, routing_key, body, headers, priority, message_id)
+    SELECT t.exchange, t.routing_key, t.body, t.headers::jsonb, t.priority, t.message_id
+    FROM unnest($60::text[], $61::text[], $62::bytea[], $63::text[], $64::int2[], $65::text[])
+      WITH ORDINALITY AS t(exchange, routing_key, body, headers, priority, message_id, n)
+    ORDER BY t.n
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM updated) AS updated,
+    ARRAY(SELECT id FROM sent ORDER BY id) AS outbox_ids
+"""
+"""Every write of a batch in one statement. Attempts and history are written only
+for jobs it inserted or updated (a job another transaction inserted first gets
+none: the caller sees ``inserted`` fall short and rolls back); outbox ids are
+drawn in the order of the messages (``WITH ORDINALITY``), so sorted they line up
+with them."""
 
 
 class DefinitionCache:
-    """Parsed workflow definitions by content hash.
+    """Parsed workflow definitions by content hash, and which hashes are stored.
 
-    Definitions are immutable, so a parsed one never goes stale. Only definitions
-    read back from the database are cached: one written by a transaction that
-    may still roll back is not.
+    Definitions are immutable, so a parsed one never goes stale, and the
+    catalog's own definitions can be offered up front. A hash counts as stored
+    once it was read back or its insert committed (:meth:`stored`).
     """
 
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow] = {}
+        self._stored: set[str] = set()
+
+    def offer(self, content_hash: str, workflow: Workflow) -> None:
+        """Remember a definition known to have this content hash."""
+        self._workflows.setdefault(content_hash, workflow)
+
+    def is_stored(self, content_hash: str) -> bool:
+        """Whether the definition is known to be in the database."""
+        return content_hash in self._stored
+
+    def stored(self, hashes: Iterable[str]) -> None:
+        """Note definitions as stored (after the transaction that wrote them committed)."""
+        self._stored.update(hashes)
 
     async def get_many(
-        self, connection: AsyncConnection, hashes: Iterable[str]
+        self, connection: asyncpg.Connection, hashes: Iterable[str]
     ) -> dict[str, Workflow]:
-        """The definitions with these hashes, loading the missing ones in one query."""
+        """The definitions with these hashes, loading the unknown ones in one query."""
         wanted = set(hashes)
         missing = wanted - self._workflows.keys()
         if missing:
-            query = select(workflow_definitions).where(
-                workflow_definitions.c.content_hash.in_(missing)
+            rows = await connection.fetch(
+                "SELECT content_hash, definition FROM workflow_definitions"
+                " WHERE content_hash = ANY($1::text[])",
+                list(missing),
             )
-            for row in (await connection.execute(query)).mappings():
-                self._workflows[row["content_hash"]] = row_to_workflow(row)
+            for row in rows:
+                self._workflows[row["content_hash"]] = Workflow.model_validate(row["definition"])
+                self._stored.add(row["content_hash"])
         absent = wanted - self._workflows.keys()
         if absent:
             raise StoreError(f"workflow definitions not found: {sorted(absent)}")
@@ -108,149 +238,166 @@ class DefinitionCache:
 
 
 class JobTransaction:
-    """Job operations inside one database transaction (see :meth:`Store.transaction`).
+    """Job operations inside one database transaction (see :meth:`Store.transaction`)."""
 
-    Writes return the ids of the outbox rows they wrote: publish those rows
-    (:meth:`Store.claim_outbox`) once the transaction has committed.
-    """
-
-    def __init__(self, connection: AsyncConnection, definitions: DefinitionCache) -> None:
+    def __init__(self, connection: asyncpg.Connection, definitions: DefinitionCache) -> None:
         self._connection = connection
         self._definitions = definitions
+        self.inserted_definitions: set[str] = set()
+
+    async def lock_jobs(self, job_ids: Iterable[UUID]) -> dict[UUID, Locked]:
+        """The stored ones of these jobs, their rows locked until the transaction ends.
+
+        Rows are locked in job-id order, so transactions locking overlapping
+        sets wait for each other instead of deadlocking.
+        """
+        wanted = sorted(set(job_ids))
+        if not wanted:
+            return {}
+        rows = await self._connection.fetch(
+            "SELECT * FROM jobs WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR UPDATE",
+            wanted,
+        )
+        return {locked.job.job_id: locked for locked in await self._load(rows)}
 
     async def lock_job(self, job_id: UUID) -> Job | None:
-        """The job, its row locked until the transaction ends; None if there is none."""
-        query = select(jobs).where(jobs.c.job_id == job_id).with_for_update()
-        row = (await self._connection.execute(query)).mappings().first()
-        if row is None:
-            return None
-        return (await self._load_jobs([row]))[0]
+        """One job, its row locked until the transaction ends; None if there is none."""
+        locked = (await self.lock_jobs([job_id])).get(job_id)
+        return None if locked is None else locked.job
 
-    async def due_jobs(self, now: datetime, limit: int) -> list[Job]:
+    async def due_jobs(self, now: datetime, limit: int) -> list[Locked]:
         """Up to ``limit`` jobs whose wake-up time has come, earliest first, locked.
 
         Jobs another transaction holds are skipped, so concurrent sweepers get
         disjoint sets.
         """
-        query = (
-            select(jobs)
-            .where(jobs.c.wake_at <= now)
-            .order_by(jobs.c.wake_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        rows = await self._connection.fetch(
+            "SELECT * FROM jobs WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2"
+            " FOR UPDATE SKIP LOCKED",
+            now,
+            limit,
         )
-        rows = (await self._connection.execute(query)).mappings().all()
-        return await self._load_jobs(rows)
+        return await self._load(rows)
+
+    async def write(
+        self, writes: Sequence[JobWrite], outbox: Sequence[Outgoing], at: datetime | None = None
+    ) -> list[int]:
+        """Store every job's new state and history, and the outgoing messages.
+
+        All of it is one statement (one round trip, however many jobs):
+        new jobs (``before`` None) are inserted, existing ones updated (JSON
+        columns only where the object changed), changed attempts upserted,
+        history appended (stamped ``at``, default the transaction's time) and
+        outbox rows inserted. Raises :class:`ConcurrentInsertError` if another
+        transaction stored one of the new jobs meanwhile, and
+        :class:`StoreError` if an existing one is not stored: the transaction
+        must then be rolled back. Returns the outbox row ids, in message order.
+        """
+        new = [w for w in writes if w.before is None]
+        existing = [w for w in writes if w.before is not None]
+        if new:
+            await self._insert_definitions({w.after.workflow_hash: w.after.workflow for w in new})
+        row = await self._connection.fetchrow(
+            WRITE_SQL,
+            *_insert_job_columns(new),
+            *_update_job_columns(existing),
+            *_attempt_columns(writes),
+            *_history_columns(writes),
+            aware(at, "at"),
+            *_outbox_columns(outbox),
+        )
+        if row["inserted"] != len(new):
+            raise ConcurrentInsertError(f"{len(new) - row['inserted']} of the new jobs exist")
+        if row["updated"] != len(existing):
+            raise StoreError("jobs not stored: insert them before saving them")
+        return list(row["outbox_ids"])
+
+    async def claim_outbox(
+        self, older_than: datetime | None, limit: int, skip: Sequence[int] = ()
+    ) -> list[OutboxRow]:
+        """Lock up to ``limit`` outbox rows (oldest id first) created before ``older_than``.
+
+        Rows another transaction holds and the ids in ``skip`` are passed over.
+        """
+        rows = await self._connection.fetch(
+            "SELECT * FROM outbox WHERE ($1::timestamptz IS NULL OR created_at < $1)"
+            " AND NOT id = ANY($2::bigint[])"
+            " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+            older_than,
+            list(skip),
+            limit,
+        )
+        return [OutboxRow(row["id"], _row_to_outgoing(row)) for row in rows]
+
+    async def delete_outbox(self, ids: Sequence[int]) -> None:
+        """Delete published outbox rows (at commit)."""
+        if ids:
+            await self._connection.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", list(ids)
+            )
+
+    # -- single-job forms of :meth:`write` -------------------------------------------------
 
     async def insert_job(
         self,
         job: Job,
         records: Sequence[Record],
-        outbox: Sequence[OutboxMessage],
+        outbox: Sequence[Outgoing],
         wake_at: datetime | None,
         *,
         at: datetime | None = None,
     ) -> list[int] | None:
-        """Store a new job with its attempts, history and outgoing messages.
-
-        Returns the ids of the outbox rows written, or None, having written
-        nothing, when a job with this id exists already (a duplicate submission
-        that raced ours). History entries are stamped ``at``, or with the
-        transaction's time when it is None.
-        """
-        await self._insert_definition(job.workflow, job.workflow_hash)
-        row = {**job_to_row(job), "wake_at": wake_at, "last_seq": len(records)}
-        query = (
-            pg_insert(jobs)
-            .values(row)
-            .on_conflict_do_nothing(index_elements=[jobs.c.job_id])
-            .returning(jobs.c.job_id)
-        )
-        if (await self._connection.execute(query)).first() is None:
+        """Store a new job; None, having written nothing, if the job id is taken."""
+        try:
+            async with self._connection.transaction():  # a savepoint: undone if taken
+                return await self.write([JobWrite(None, job, 0, records, wake_at)], outbox, at)
+        except ConcurrentInsertError:
             return None
-        await self._execute_many(insert(step_attempts), attempt_rows(job))
-        await self._execute_many(insert(job_events), record_rows(job.job_id, 1, records, at))
-        return await self._insert_outbox(outbox)
 
     async def save_job(
         self,
         before: Job,
         after: Job,
         records: Sequence[Record],
-        outbox: Sequence[OutboxMessage],
+        outbox: Sequence[Outgoing],
         wake_at: datetime | None,
         *,
         at: datetime | None = None,
     ) -> list[int]:
-        """Store the job's new state, append its history and write outgoing messages.
-
-        ``before`` is the state :meth:`lock_job` returned; only attempts that are
-        new or differ from ``before`` are written. History entries continue the
-        stored sequence and are stamped ``at`` (default: the transaction's time).
-        Returns the ids of the outbox rows written.
-        """
+        """Store a locked job's new state, continuing its stored history."""
         if after.job_id != before.job_id or after.workflow_hash != before.workflow_hash:
             raise ValueError("save_job: before and after must be the same job and workflow")
-        last_seq = await self._update_job(before, after, len(records), wake_at)
-        await self._upsert_attempts(_changed_attempt_rows(before, after))
-        first_seq = last_seq - len(records) + 1
-        await self._execute_many(
-            insert(job_events), record_rows(after.job_id, first_seq, records, at)
+        last_seq = await self._connection.fetchval(
+            "SELECT last_seq FROM jobs WHERE job_id = $1", after.job_id
         )
-        return await self._insert_outbox(outbox)
-
-    async def _update_job(
-        self, before: Job, after: Job, record_count: int, wake_at: datetime | None
-    ) -> int:
-        """Update the job row; return its new ``last_seq``."""
-        values: dict[str, Any] = {"wake_at": wake_at, "last_seq": jobs.c.last_seq + record_count}
-        if after is not before:
-            row = job_to_row(after)
-            values.update({k: v for k, v in row.items() if k not in _IMMUTABLE_JOB_COLUMNS})
-        query = (
-            update(jobs)
-            .where(jobs.c.job_id == after.job_id)
-            .values(values)
-            .returning(jobs.c.last_seq)
-        )
-        last_seq: int | None = (await self._connection.execute(query)).scalar()
         if last_seq is None:
             raise StoreError(f"job {after.job_id} is not stored: insert it before saving it")
-        return last_seq
+        return await self.write([JobWrite(before, after, last_seq, records, wake_at)], outbox, at)
 
-    async def _upsert_attempts(self, rows: list[dict[str, Any]]) -> None:
-        query = pg_insert(step_attempts)
-        changes = {
-            column.name: query.excluded[column.name]
-            for column in step_attempts.columns
-            if column.name not in _UPSERT_KEY_COLUMNS
-        }
-        upsert = query.on_conflict_do_update(
-            index_elements=[step_attempts.c.attempt_id], set_=changes
-        )
-        await self._execute_many(upsert, rows)
+    # -- statements ------------------------------------------------------------------------
 
-    async def _insert_definition(self, workflow: Workflow, content_hash: str) -> None:
-        query = (
-            pg_insert(workflow_definitions)
-            .values(workflow_to_row(workflow, content_hash))
-            .on_conflict_do_nothing(index_elements=[workflow_definitions.c.content_hash])
-        )
-        await self._connection.execute(query)
+    async def _insert_definitions(self, workflows: Mapping[str, Workflow]) -> None:
+        for content_hash, workflow in workflows.items():
+            if self._definitions.is_stored(content_hash):
+                continue
+            row = workflow_to_row(workflow, content_hash)
+            await self._connection.execute(
+                "INSERT INTO workflow_definitions (content_hash, name, version, definition)"
+                " VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (content_hash) DO NOTHING",
+                row["content_hash"],
+                row["name"],
+                row["version"],
+                to_json_text(row["definition"]),
+            )
+            self.inserted_definitions.add(content_hash)
 
-    async def _insert_outbox(self, messages: Sequence[OutboxMessage]) -> list[int]:
-        if not messages:
-            return []
-        query = insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True)
-        result = await self._connection.execute(query, [_outbox_row(m) for m in messages])
-        return list(result.scalars().all())
+    async def _load(self, rows: Sequence[asyncpg.Record]) -> list[Locked]:
+        """Jobs for these locked ``jobs`` rows, with their attempts and (cached) definitions.
 
-    async def _execute_many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            await self._connection.execute(statement, rows)
-
-    async def _load_jobs(self, rows: Sequence[Row]) -> list[Job]:
-        """Jobs for these ``jobs`` rows: attempts and definitions in one query each."""
+        The attempts are read by a statement of their own, after the rows are
+        locked: a statement sees what was committed when it began, so attempts
+        read by the locking statement itself could predate the commit it waited for.
+        """
         if not rows:
             return []
         attempts = await _attempts_by_job(self._connection, [row["job_id"] for row in rows])
@@ -258,126 +405,115 @@ class JobTransaction:
             self._connection, {row["workflow_hash"] for row in rows}
         )
         return [
-            row_to_job(
-                row,
-                workflows[row["workflow_hash"]],
-                [row_to_attempt(a) for a in attempts[row["job_id"]]],
+            Locked(
+                row_to_job(
+                    row,
+                    workflows[row["workflow_hash"]],
+                    [row_to_attempt(a) for a in attempts.get(row["job_id"], ())],
+                ),
+                row["last_seq"],
             )
             for row in rows
         ]
 
 
-class OutboxBatch:
-    """Outbox rows claimed by :meth:`Store.claim_outbox`, locked until the context exits.
-
-    Publish the messages, then call :meth:`done` with the ids that were
-    published; those rows are deleted when the context exits normally.
-    """
-
-    def __init__(
-        self, connection: AsyncConnection | None, messages: list[StoredOutboxMessage]
-    ) -> None:
-        self._connection = connection
-        self.messages = messages
-
-    def __iter__(self) -> Iterator[StoredOutboxMessage]:
-        return iter(self.messages)
-
-    def __len__(self) -> int:
-        return len(self.messages)
-
-    async def done(self, ids: Iterable[int]) -> None:
-        """Delete these published rows (at commit); ids must belong to this batch."""
-        published = set(ids)
-        unknown = published - {message.id for message in self.messages}
-        if unknown:
-            raise ValueError(f"outbox ids not in this batch: {sorted(unknown)}")
-        if not published or self._connection is None:
-            return
-        await self._connection.execute(delete(outbox).where(outbox.c.id.in_(published)))
-
-
 class Store:
-    """The repository: one per process, around one async connection pool."""
+    """The repository: one per process, around one asyncpg connection pool."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._definitions = DefinitionCache()
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.definitions = DefinitionCache()
 
     @classmethod
-    async def connect(cls, database_url: str | URL, pool_size: int = 10) -> Store:
-        """A store on ``database_url`` (any PostgreSQL URL; asyncpg is used).
+    async def connect(cls, database_url: str, pool_size: int = 10) -> Store:
+        """A store on ``database_url`` (any PostgreSQL URL).
 
-        Connections are opened lazily; call :meth:`ping` to check the database.
+        Connections are opened as they are needed; call :meth:`ping` to check
+        the database.
         """
-        engine = create_async_engine(
-            async_url(database_url), pool_size=pool_size, pool_pre_ping=True
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(database_url),
+            min_size=0,
+            max_size=pool_size,
+            init=_init_connection,
+            reset=_end_transaction,
         )
-        return cls(engine)
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The underlying engine (for health checks and tests)."""
-        return self._engine
+        return cls(pool)
 
     async def close(self) -> None:
         """Close every pooled connection."""
-        await self._engine.dispose()
+        await self._pool.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[JobTransaction]:
         """One transaction: committed on normal exit, rolled back on an exception."""
-        async with self._engine.begin() as connection:
-            yield JobTransaction(connection, self._definitions)
+        async with self._pool.acquire() as connection, connection.transaction():
+            tx = JobTransaction(connection, self.definitions)
+            yield tx
+        self.definitions.stored(tx.inserted_definitions)
 
     @asynccontextmanager
     async def claim_outbox(
-        self,
-        ids: Sequence[int] | None = None,
-        older_than: datetime | None = None,
-        limit: int = 100,
-    ) -> AsyncIterator[OutboxBatch]:
-        """Lock up to ``limit`` outbox rows (oldest id first) for publishing.
+        self, older_than: datetime | None = None, limit: int = 100, skip: Sequence[int] = ()
+    ) -> AsyncIterator[OutboxClaim]:
+        """Lock up to ``limit`` outbox rows for publishing (see
+        :meth:`JobTransaction.claim_outbox`), until the context exits."""
+        async with self.transaction() as tx:
+            yield OutboxClaim(await tx.claim_outbox(older_than, limit, skip), tx.delete_outbox)
 
-        Select by ``ids`` (right after a commit) and/or by ``created_at <
-        older_than`` (the relay picking up what a crash left). Rows another
-        claimer holds are skipped. Rows passed to :meth:`OutboxBatch.done` are
-        deleted when the context exits normally; on an exception none are.
+    async def delete_outbox(self, ids: Sequence[int]) -> None:
+        """Delete published outbox rows in a transaction of their own.
+
+        A lost delete only means the relay publishes a message again (consumers
+        are idempotent), so this commit does not wait for the disk.
         """
-        if ids is not None and not ids:
-            yield OutboxBatch(None, [])
+        if not ids:
             return
-        query = _outbox_query(ids, older_than, limit)
-        async with self._engine.begin() as connection:
-            rows = (await connection.execute(query)).mappings().all()
-            yield OutboxBatch(connection, [_row_to_outbox_message(row) for row in rows])
+        listed = ",".join(str(int(row_id)) for row_id in ids)
+        async with self._pool.acquire() as connection:
+            # One round trip (simple query protocol); the ids are integers we hold.
+            await connection.execute(
+                "BEGIN; SET LOCAL synchronous_commit = off;"
+                f" DELETE FROM outbox WHERE id IN ({listed}); COMMIT"
+            )
+
+    async def postpone_wakeup(self, job_id: UUID, until: datetime) -> None:
+        """Move a job's wake-up time (a job whose timers could not be saved waits)."""
+        async with self._pool.acquire() as connection:
+            await connection.execute(
+                "UPDATE jobs SET wake_at = $2 WHERE job_id = $1", job_id, aware(until, "until")
+            )
 
     async def outbox_size(self) -> int:
         """How many messages wait in the outbox."""
-        async with self._engine.connect() as connection:
-            count = await connection.scalar(select(func.count()).select_from(outbox))
-        return int(count or 0)
+        async with self._pool.acquire() as connection:
+            return int(await connection.fetchval("SELECT count(*) FROM outbox"))
 
     async def job_view(self, job_id: UUID, include_history: bool = True) -> JobView | None:
         """The job as shown to users (attempts, and history unless excluded); None if absent."""
         async with self._snapshot() as connection:
-            query = select(jobs).where(jobs.c.job_id == job_id)
-            row = (await connection.execute(query)).mappings().first()
+            row = await connection.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id)
             if row is None:
                 return None
             attempts = await _attempts_by_job(connection, [job_id])
             history = await _history(connection, job_id) if include_history else []
-        return row_to_job_view(row, _attempt_views(attempts[job_id]), history)
+        views = [row_to_attempt_view(a) for a in attempts.get(job_id, ())]
+        return row_to_job_view(row, views, history)
 
     async def list_jobs(self, status: JobStatus | None = None, limit: int = 100) -> list[JobView]:
         """The most recently updated jobs (of one status, if given), without history."""
-        query = select(jobs).order_by(jobs.c.updated_at.desc(), jobs.c.job_id).limit(limit)
-        if status is not None:
-            query = query.where(jobs.c.status == status.value)
         async with self._snapshot() as connection:
-            rows = (await connection.execute(query)).mappings().all()
+            rows = await connection.fetch(
+                "SELECT * FROM jobs WHERE ($1::text IS NULL OR status = $1)"
+                " ORDER BY updated_at DESC, job_id LIMIT $2",
+                None if status is None else status.value,
+                limit,
+            )
             attempts = await _attempts_by_job(connection, [row["job_id"] for row in rows])
-        return [row_to_job_view(row, _attempt_views(attempts[row["job_id"]])) for row in rows]
+        return [
+            row_to_job_view(row, [row_to_attempt_view(a) for a in attempts.get(row["job_id"], ())])
+            for row in rows
+        ]
 
     async def purge_finished_jobs(self, updated_before: datetime, limit: int = 500) -> int:
         """Delete up to ``limit`` terminal jobs not updated since ``updated_before``.
@@ -385,102 +521,218 @@ class Store:
         Their attempts and history go with them. Jobs another transaction holds
         are skipped. Returns how many were deleted: call again while it is ``limit``.
         """
-        terminal = [status.value for status in JobStatus if status.is_terminal]
-        victims = (
-            select(jobs.c.job_id)
-            .where(jobs.c.status.in_(terminal), jobs.c.updated_at < updated_before)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        query = delete(jobs).where(jobs.c.job_id.in_(victims.scalar_subquery()))
-        async with self._engine.begin() as connection:
-            result = await connection.execute(query)
-        return result.rowcount
+        async with self._pool.acquire() as connection:
+            status = await connection.execute(
+                "DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs"
+                " WHERE status = ANY($1::text[]) AND updated_at < $2"
+                " LIMIT $3 FOR UPDATE SKIP LOCKED)",
+                TERMINAL_STATUSES,
+                updated_before,
+                limit,
+            )
+        return int(status.split()[-1])
 
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query (readiness)."""
-        async with self._engine.connect() as connection:
-            await connection.scalar(select(1))
+        async with self._pool.acquire(timeout=5) as connection:
+            await connection.fetchval("SELECT 1")
 
     @asynccontextmanager
-    async def _snapshot(self) -> AsyncIterator[AsyncConnection]:
+    async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
         """A read-only connection whose queries all see one consistent snapshot."""
-        async with self._engine.connect() as connection:
-            read_only = await connection.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
-            yield read_only
+        async with (
+            self._pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield connection
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    """JSON columns: written as text we encoded, read back as Python values.
+
+    The binary format (a version byte, then the text) lets asyncpg decode rows
+    that hold ``jsonb`` inside composite values, such as a job's attempts.
+    """
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=_jsonb_binary,
+        decoder=_jsonb_value,
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+JSONB_VERSION = b"\x01"
+
+
+def _jsonb_binary(text: str) -> bytes:
+    return JSONB_VERSION + text.encode()
+
+
+def _jsonb_value(data: bytes) -> Any:
+    if data[:1] != JSONB_VERSION:
+        raise ValueError(f"unknown jsonb format version {data[:1]!r}")
+    return json.loads(data[1:])
+
+
+async def _end_transaction(connection: asyncpg.Connection) -> None:
+    """Make a connection fit for reuse: the store keeps no session state (no LISTEN,
+    advisory or SET outside a transaction), so ending a transaction left open is all
+    there is to reset, without the round trip of asyncpg's full reset."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
 
 
 async def _attempts_by_job(
-    connection: AsyncConnection, job_ids: Sequence[UUID]
+    connection: asyncpg.Connection, job_ids: Sequence[UUID]
 ) -> Mapping[UUID, list[Row]]:
     """``step_attempts`` rows of these jobs, by job, each list in ordinal order."""
     by_job: defaultdict[UUID, list[Row]] = defaultdict(list)
     if not job_ids:
         return by_job
-    query = (
-        select(step_attempts)
-        .where(step_attempts.c.job_id.in_(job_ids))
-        .order_by(step_attempts.c.job_id, step_attempts.c.ordinal)
+    rows = await connection.fetch(
+        "SELECT * FROM step_attempts WHERE job_id = ANY($1::uuid[]) ORDER BY job_id, ordinal",
+        list(job_ids),
     )
-    for row in (await connection.execute(query)).mappings():
+    for row in rows:
         by_job[row["job_id"]].append(row)
     return by_job
 
 
-async def _history(connection: AsyncConnection, job_id: UUID) -> list[HistoryEntry]:
-    query = select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.seq)
-    return [row_to_history_entry(row) for row in (await connection.execute(query)).mappings()]
+async def _history(connection: asyncpg.Connection, job_id: UUID) -> list[HistoryEntry]:
+    rows = await connection.fetch(
+        "SELECT seq, type, at, data FROM job_events WHERE job_id = $1 ORDER BY seq", job_id
+    )
+    return [row_to_history_entry(row) for row in rows]
 
 
-def _attempt_views(rows: Iterable[Row]) -> list[AttemptView]:
-    return [row_to_attempt_view(row) for row in rows]
-
-
-def _changed_attempt_rows(before: Job, after: Job) -> list[dict[str, Any]]:
-    """Rows of the attempts of ``after`` that are new or differ from ``before``."""
-    old = {attempt.attempt_id: attempt for attempt in before.attempts}
+def _insert_job_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
+    jobs = [w.after for w in writes]
     return [
-        attempt_to_row(after.job_id, ordinal, attempt)
-        for ordinal, attempt in enumerate(after.attempts, start=1)
-        if not _same_attempt(old.get(attempt.attempt_id), attempt)
+        [job.job_id for job in jobs],
+        [job.workflow.name for job in jobs],
+        [job.workflow.version for job in jobs],
+        [job.workflow_hash for job in jobs],
+        [job.status.value for job in jobs],
+        [job.priority for job in jobs],
+        [job.reference for job in jobs],
+        [to_json_text(job.params) for job in jobs],
+        [to_json_text(job.outputs) for job in jobs],
+        [to_json_text(job.crashes) for job in jobs],
+        [_optional_json(error_to_json(job.error)) for job in jobs],
+        [job.current_step for job in jobs],
+        [aware(job.created_at, "job.created_at") for job in jobs],
+        [aware(job.updated_at, "job.updated_at") for job in jobs],
+        [aware(job.finished_at, "job.finished_at") for job in jobs],
+        [aware(job.deadline_at, "job.deadline_at") for job in jobs],
+        [job.run for job in jobs],
+        [aware(w.wake_at, "wake_at") for w in writes],
+        [len(w.records) for w in writes],
     ]
 
 
-def _same_attempt(old: Attempt | None, new: Attempt) -> bool:
-    return old is new or old == new
+def _update_job_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
+    """Columns of existing jobs; a JSON column is None (kept) when its object is unchanged."""
+    afters = [w.after for w in writes]
+    pairs = [(w.before, w.after) for w in writes]
+    return [
+        [job.job_id for job in afters],
+        [job.status.value for job in afters],
+        [job.priority for job in afters],
+        [job.current_step for job in afters],
+        [_if_changed(b and b.params, a.params) for b, a in pairs],
+        [_if_changed(b and b.outputs, a.outputs) for b, a in pairs],
+        [_if_changed(b and b.crashes, a.crashes) for b, a in pairs],
+        [b is None or b.error is not a.error for b, a in pairs],
+        [_optional_json(error_to_json(job.error)) for job in afters],
+        [aware(job.updated_at, "job.updated_at") for job in afters],
+        [aware(job.finished_at, "job.finished_at") for job in afters],
+        [aware(job.deadline_at, "job.deadline_at") for job in afters],
+        [job.run for job in afters],
+        [aware(w.wake_at, "wake_at") for w in writes],
+        [w.last_seq + len(w.records) for w in writes],
+    ]
 
 
-def _outbox_query(
-    ids: Sequence[int] | None, older_than: datetime | None, limit: int
-) -> Select[Any]:
-    query = select(outbox).order_by(outbox.c.id).limit(limit).with_for_update(skip_locked=True)
-    if ids is not None:
-        query = query.where(outbox.c.id.in_(ids))
-    if older_than is not None:
-        query = query.where(outbox.c.created_at < older_than)
-    return query
+def _attempt_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
+    """Columns of the attempts that are new or differ from the locked state."""
+    job_ids: list[UUID] = []
+    ordinals: list[int] = []
+    attempts: list[Attempt] = []
+    for write in writes:
+        old = {} if write.before is None else _by_id(write.before.attempts)
+        for ordinal, attempt in enumerate(write.after.attempts, start=1):
+            previous = old.get(attempt.attempt_id)
+            if previous is attempt or previous == attempt:
+                continue
+            job_ids.append(write.after.job_id)
+            ordinals.append(ordinal)
+            attempts.append(attempt)
+    return [
+        [a.attempt_id for a in attempts],
+        job_ids,
+        ordinals,
+        [a.step for a in attempts],
+        [a.number for a in attempts],
+        [a.status.value for a in attempts],
+        [aware(a.created_at, "attempt.created_at") for a in attempts],
+        [aware(a.due_at, "attempt.due_at") for a in attempts],
+        [aware(a.dispatched_at, "attempt.dispatched_at") for a in attempts],
+        [aware(a.started_at, "attempt.started_at") for a in attempts],
+        [aware(a.finished_at, "attempt.finished_at") for a in attempts],
+        [aware(a.last_seen_at, "attempt.last_seen_at") for a in attempts],
+        [a.worker_id for a in attempts],
+        [a.run for a in attempts],
+        [a.progress for a in attempts],
+        [a.progress_message for a in attempts],
+        [_optional_json(a.output) for a in attempts],
+        [_optional_json(error_to_json(a.error)) for a in attempts],
+        [a.item_index for a in attempts],
+        [a.iteration for a in attempts],
+    ]
 
 
-def _outbox_row(message: OutboxMessage) -> dict[str, Any]:
-    return {
-        "exchange": message.exchange,
-        "routing_key": message.routing_key,
-        "body": message.body,
-        "headers": message.headers,
-        "priority": message.priority,
-        "message_id": message.message_id,
-    }
+def _history_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
+    """History rows of every job, each continuing its job's stored sequence."""
+    job_ids: list[UUID] = []
+    seqs: list[int] = []
+    types: list[str] = []
+    data: list[str] = []
+    for write in writes:
+        for seq, record in enumerate(write.records, start=write.last_seq + 1):
+            job_ids.append(write.after.job_id)
+            seqs.append(seq)
+            types.append(record.type)
+            data.append(to_json_text(record.data))
+    return [job_ids, seqs, types, data]
 
 
-def _row_to_outbox_message(row: Row) -> StoredOutboxMessage:
-    return StoredOutboxMessage(
-        id=row["id"],
+def _outbox_columns(messages: Sequence[Outgoing]) -> list[list[Any]]:
+    return [
+        [m.exchange for m in messages],
+        [m.routing_key for m in messages],
+        [m.body for m in messages],
+        [to_json_text(m.headers) for m in messages],
+        [m.priority for m in messages],
+        [m.message_id or "" for m in messages],
+    ]
+
+
+def _if_changed(before: Any, after: Any) -> str | None:
+    """JSON text of ``after`` unless it is the very object stored before (None: keep)."""
+    return None if after is before else to_json_text(after)
+
+
+def _by_id(attempts: Iterable[Attempt]) -> dict[UUID, Attempt]:
+    return {attempt.attempt_id: attempt for attempt in attempts}
+
+
+def _row_to_outgoing(row: Row) -> Outgoing:
+    return Outgoing(
         exchange=row["exchange"],
         routing_key=row["routing_key"],
         body=row["body"],
-        headers=row["headers"],
+        message_id=row["message_id"] or None,
         priority=row["priority"],
-        message_id=row["message_id"],
+        headers=dict(row["headers"]),
     )

@@ -1,9 +1,10 @@
 """Database URLs: the user gives one, the store derives the driver-specific ones.
 
 Users write a plain ``postgresql://user:password@host:port/db`` (``postgres://``
-and URLs that name a driver are accepted too). The service runs on asyncpg; Alembic
-runs on psycopg2. The two drivers spell the TLS option differently (psycopg2:
-``sslmode``, asyncpg: ``ssl``), so that option is translated as well.
+and URLs that name a driver are accepted too). The service runs on asyncpg
+(:func:`asyncpg_dsn`); Alembic runs on psycopg2. TLS is spelled ``sslmode`` in
+both DSNs (SQLAlchemy's asyncpg dialect says ``ssl``), so that option is
+translated as well.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def async_url(url: str | URL) -> URL:
     """The asyncpg URL (``postgresql+asyncpg://``) the service runs on."""
     parsed = parse_url(url).set(drivername=ASYNC_DRIVER)
     return _rename_query_key(parsed, "sslmode", "ssl")
+
+
+def asyncpg_dsn(url: str | URL) -> str:
+    """The ``postgresql://`` DSN asyncpg connects with (TLS spelled ``sslmode``)."""
+    parsed = _rename_query_key(parse_url(url).set(drivername="postgresql"), "ssl", "sslmode")
+    return parsed.render_as_string(hide_password=False)
 
 
 def sync_url(url: str | URL) -> URL:

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Self
 
-import structlog
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
@@ -18,6 +17,7 @@ from segue.broker.connection import connect
 from segue.broker.env import ConnectionSettings, safe_url
 from segue.broker.publisher import ConfirmedPublisher
 from segue.broker.topology import declare_exchanges, declare_queue
+from segue.logs import library_logger
 from segue.protocol.names import Names
 from segue.protocol.topology import orchestrator_queues
 from segue.worker.attempt import AttemptSettings
@@ -80,7 +80,7 @@ class Worker:
         self._ready = asyncio.Event()
         self._started = False
         self._run_task: asyncio.Task[None] | None = None
-        self._log = structlog.get_logger("segue.worker").bind(worker_id=self._worker_id)
+        self._log = library_logger("segue.worker").bind(worker_id=self._worker_id)
 
     @property
     def worker_id(self) -> str:
@@ -155,17 +155,14 @@ class Worker:
     async def _serve(self, connection: AbstractRobustConnection, names: Names) -> None:
         publish_channel = await connection.channel(publisher_confirms=True)
         consume_channel = await connection.channel()
-        await consume_channel.set_qos(prefetch_count=1)
         await declare_exchanges(publish_channel, names)
         for spec in orchestrator_queues(names):
             if spec.name in (names.events_queue, names.dead_queue):
                 await declare_queue(publish_channel, spec)
         publisher = ConfirmedPublisher(publish_channel)
         reporter = EventReporter(publisher, names.events_queue)
-        control = ControlListener(
-            consume_channel, names.control_exchange, lambda command: attempts.cancel(command)
-        )
-        attempts = RunningAttempts(reporter, control, self._attempt_settings)
+        attempts = RunningAttempts(reporter, self._attempt_settings)
+        control = ControlListener(consume_channel, names.control_exchange, attempts.cancel)
         intake = TaskIntake(
             consume_channel,
             ConsumeBoundary(publisher, names.dead_exchange),

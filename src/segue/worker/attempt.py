@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
+from segue.logs import library_logger
 from segue.protocol import kinds
 from segue.protocol.messages import (
     ErrorInfo,
@@ -118,7 +118,7 @@ class Attempt:
         self.ctx = StepContext(task, self._progress.offer, settings.worker_id)
         self._cancel_reason: str | None = None
         self._handler_task: asyncio.Task[object] | None = None
-        self._log = structlog.get_logger("segue.worker").bind(
+        self._log = library_logger("segue.worker").bind(
             job_id=str(task.job_id), step=task.step, attempt=task.attempt, queue=handler.queue
         )
 
@@ -134,22 +134,27 @@ class Attempt:
     async def run(self) -> None:
         """Run the handler with heartbeats, then report its result once.
 
-        If this coroutine is cancelled (shutdown past its grace period), the
-        handler is cancelled too and nothing is reported: the orchestrator's
-        heartbeat timeout hands the step to another worker.
+        A progress report still pending when the result is ready is dropped:
+        the result supersedes it. If this coroutine is cancelled (shutdown past
+        its grace period), the handler is cancelled too and nothing is
+        reported: the orchestrator's heartbeat timeout hands the step to
+        another worker.
         """
         started = time.monotonic()
-        heartbeats = asyncio.create_task(self._heartbeat(), name="segue-heartbeat")
+        heartbeats = Heartbeats(
+            heartbeat_interval(self.task.heartbeat_s, self._settings.heartbeat_interval_s),
+            self._heartbeat,
+        )
         self._progress.start()
         try:
             result = await self._execute()
         except asyncio.CancelledError:
             self.ctx.mark_cancelled()
-            await _stop(heartbeats)
+            await heartbeats.stop()
             await self._progress.abort()
             self._log.warning("step_abandoned", duration_s=_since(started))
             raise
-        await _stop(heartbeats)
+        await heartbeats.stop()
         if isinstance(result, Cancelled):
             await self._progress.abort()
         else:
@@ -206,11 +211,7 @@ class Attempt:
                 self._log.info("step_cancelled", duration_s=duration_s, reason=reason)
 
     async def _heartbeat(self) -> None:
-        interval = heartbeat_interval(self.task.heartbeat_s, self._settings.heartbeat_interval_s)
-        while True:
-            await asyncio.sleep(interval)
-            if self._cancel_reason is not None:
-                return
+        if self._cancel_reason is None:
             await self._reporter.send_once(StepHeartbeat(**self._event_fields()))
 
     async def _send_progress(self, report: ProgressReport) -> None:
@@ -227,9 +228,33 @@ class Attempt:
         }
 
 
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+class Heartbeats:
+    """Calls ``beat`` every ``interval_s`` from a timer, one call at a time.
+
+    A timer rather than a sleeping task: most steps of a busy worker end long
+    before their first heartbeat, and then only the timer is cancelled.
+    """
+
+    def __init__(self, interval_s: float, beat: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._interval_s = interval_s
+        self._beat = beat
+        self._loop = asyncio.get_running_loop()
+        self._beating: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(interval_s, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = self._loop.call_later(self._interval_s, self._fire)
+        if self._beating is None or self._beating.done():  # skip a beat while one is stuck
+            self._beating = self._loop.create_task(self._beat(), name="segue-heartbeat")
+
+    async def stop(self) -> None:
+        """Stop the timer and any heartbeat being sent."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._beating is not None:
+            self._beating.cancel()
+            await asyncio.gather(self._beating, return_exceptions=True)
 
 
 def _since(started: float) -> float:

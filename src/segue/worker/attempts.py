@@ -9,9 +9,9 @@ from uuid import UUID
 
 import structlog
 
+from segue.logs import library_logger
 from segue.protocol.messages import CancelAttempt, StepStarted, StepTask
 from segue.worker.attempt import Attempt, AttemptSettings
-from segue.worker.control import ControlListener
 from segue.worker.handler import StepHandler
 from segue.worker.reporter import EventSink
 
@@ -19,15 +19,12 @@ from segue.worker.reporter import EventSink
 class RunningAttempts:
     """Every attempt between its ``started`` report and its result, by attempt id."""
 
-    def __init__(
-        self, reporter: EventSink, control: ControlListener, settings: AttemptSettings
-    ) -> None:
+    def __init__(self, reporter: EventSink, settings: AttemptSettings) -> None:
         self._reporter = reporter
-        self._control = control
         self._settings = settings
         self._attempts: dict[UUID, Attempt] = {}
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
-        self._log = structlog.get_logger("segue.worker")
+        self._log = library_logger("segue.worker")
 
     def __len__(self) -> int:
         return len(self._attempts)
@@ -35,7 +32,7 @@ class RunningAttempts:
     async def start(
         self, task: StepTask, handler: StepHandler, redelivered: bool
     ) -> Attempt | None:
-        """Watch for cancels of ``task`` and report it started; None if it already runs here.
+        """Report ``task`` started; None if it already runs here.
 
         Raises if the ``started`` report was not confirmed: the caller then
         requeues the task, and nothing has started.
@@ -45,7 +42,6 @@ class RunningAttempts:
         attempt = Attempt(task, handler, self._reporter, self._settings)
         self._attempts[task.attempt_id] = attempt
         try:
-            await self._control.watch(task.attempt_id)
             await self._reporter.send_or_raise(
                 StepStarted(
                     job_id=task.job_id,
@@ -56,7 +52,7 @@ class RunningAttempts:
                 )
             )
         except BaseException:
-            await self.discard(attempt)
+            self.discard(attempt)
             raise
         return attempt
 
@@ -67,16 +63,19 @@ class RunningAttempts:
             self._run(attempt, on_done), name=f"segue-attempt-{attempt_id}"
         )
 
-    async def discard(self, attempt: Attempt) -> None:
+    def discard(self, attempt: Attempt) -> None:
         """Forget an attempt that was not launched after all."""
         self._attempts.pop(attempt.task.attempt_id, None)
-        await self._control.unwatch(attempt.task.attempt_id)
 
     def cancel(self, command: CancelAttempt) -> None:
-        """Apply a control message: cancel the attempt it names, if it runs here."""
+        """Apply a control message: cancel the attempt it names, if it runs here.
+
+        Every worker hears every cancel, so one for an attempt running
+        elsewhere (or already finished) is the normal case, logged at debug.
+        """
         attempt = self._attempts.get(command.attempt_id)
         if attempt is None:
-            self._log.info("cancel_for_unknown_attempt", attempt_id=str(command.attempt_id))
+            self._log.debug("cancel_for_other_attempt", attempt_id=str(command.attempt_id))
             return
         self._log.info(
             "step_cancel_requested",
@@ -104,5 +103,4 @@ class RunningAttempts:
             finally:
                 self._attempts.pop(task.attempt_id, None)
                 self._tasks.pop(task.attempt_id, None)
-                await self._control.unwatch(task.attempt_id)
                 on_done()

@@ -32,18 +32,26 @@ class StepContext:
         self._task = task
         self._report_progress = report_progress
         self._cancelled = threading.Event()
-        self._log: FilteringBoundLogger = structlog.get_logger("segue.step").bind(
-            job_id=str(task.job_id),
-            workflow=task.workflow,
-            step=task.step,
-            attempt=task.attempt,
-            worker_id=worker_id,
-            **({} if task.item_index is None else {"item_index": task.item_index}),
-        )
+        self._worker_id = worker_id
+        self._log: FilteringBoundLogger | None = None
 
     @property
     def log(self) -> FilteringBoundLogger:
-        """A structlog logger bound to this attempt's job, workflow, step and attempt."""
+        """A structlog logger bound to this attempt's job, workflow, step and attempt.
+
+        It is the application's logger: it follows the application's structlog
+        configuration (structlog's defaults if there is none).
+        """
+        if self._log is None:
+            task = self._task
+            self._log = structlog.get_logger("segue.step").bind(
+                job_id=str(task.job_id),
+                workflow=task.workflow,
+                step=task.step,
+                attempt=task.attempt,
+                worker_id=self._worker_id,
+                **({} if task.item_index is None else {"item_index": task.item_index}),
+            )
         return self._log
 
     @property

@@ -1,29 +1,38 @@
 """The worker's control queue: cancel requests for the attempts it is running.
 
-One exclusive, auto-delete queue per worker, bound to the control exchange
-with ``attempt.<id>`` for each running attempt only, so the worker hears about
-its own attempts and nothing else. The bindings are restored after a reconnect.
+One exclusive, auto-delete queue per worker, bound once to the control
+exchange with a pattern matching every attempt's control key
+(``attempt.<id>``), so no broker round trip is spent per task. The worker
+therefore hears every cancel of the installation and keeps those of the
+attempts it runs; cancels are rare, so this broadcast costs less than a bind
+and an unbind per task did. The binding is restored after a reconnect; it
+exists before the first task is taken, so no cancel of a running attempt can
+be missed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from uuid import UUID
 
-import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import TypeAdapter
 
+from segue.logs import library_logger
 from segue.protocol.codec import InvalidMessageError, decode
 from segue.protocol.messages import CancelAttempt
-from segue.protocol.names import attempt_control_key
 
 CANCEL_ADAPTER: TypeAdapter[CancelAttempt] = TypeAdapter(CancelAttempt)
 RPC_TIMEOUT_S = 10.0
+EVERY_ATTEMPT_BINDING = "attempt.*"
+"""Topic binding matching :func:`segue.protocol.names.attempt_control_key` of any attempt."""
 
 
 class ControlListener:
-    """Receives :class:`CancelAttempt` messages for the attempts being watched."""
+    """Receives :class:`CancelAttempt` messages and hands each to ``on_cancel``.
+
+    ``on_cancel`` gets the cancels of every attempt, and ignores those of
+    attempts that do not run in this worker.
+    """
 
     def __init__(
         self,
@@ -35,27 +44,14 @@ class ControlListener:
         self._exchange = control_exchange
         self._on_cancel = on_cancel
         self._queue: AbstractQueue | None = None
-        self._log = structlog.get_logger("segue.worker")
+        self._log = library_logger("segue.worker")
 
     async def start(self) -> None:
-        """Declare the worker's control queue and start consuming it."""
-        self._queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
-        await self._queue.consume(self._on_message, no_ack=True)
-
-    async def watch(self, attempt_id: UUID) -> None:
-        """Receive control messages for ``attempt_id`` from now on."""
-        await self._require_queue().bind(
-            self._exchange, routing_key=attempt_control_key(attempt_id), timeout=RPC_TIMEOUT_S
-        )
-
-    async def unwatch(self, attempt_id: UUID) -> None:
-        """Stop receiving control messages for ``attempt_id``; failures are only logged."""
-        try:
-            await self._require_queue().unbind(
-                self._exchange, routing_key=attempt_control_key(attempt_id), timeout=RPC_TIMEOUT_S
-            )
-        except Exception as exc:  # the queue dies with the connection anyway
-            self._log.warning("control_unbind_failed", attempt_id=str(attempt_id), error=str(exc))
+        """Declare the worker's control queue, bind it and start consuming it."""
+        queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(self._exchange, routing_key=EVERY_ATTEMPT_BINDING, timeout=RPC_TIMEOUT_S)
+        await queue.consume(self._on_message, no_ack=True)
+        self._queue = queue
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -64,8 +60,3 @@ class ControlListener:
             self._log.warning("control_message_invalid", reason=exc.reason)
             return
         self._on_cancel(command)
-
-    def _require_queue(self) -> AbstractQueue:
-        if self._queue is None:
-            raise RuntimeError("the control listener was not started")
-        return self._queue

@@ -1,25 +1,49 @@
 """Taking tasks from the task queues, never more than the worker's concurrency.
 
-Tasks are acknowledged when they start (so hours-long steps survive the
-broker's consumer timeout), which means the prefetch limit cannot bound how
-many run at once. Instead the worker counts busy slots and cancels its
-consumers (``basic.cancel``) when all are busy, before acknowledging the task
-that took the last one, and consumes again when a slot frees. A task that is
-delivered anyway while all slots are busy (several queues raced) is requeued.
+The guarantees:
+
+- never more than ``capacity`` attempts run at once;
+- a task is acknowledged only once its ``started`` report was confirmed by
+  the broker (so hours-long steps survive the broker's consumer timeout, and
+  a worker that dies before that leaves the task in its queue);
+- on stop, every task not started is handed back to its queue.
+
+How, cheaply: each task queue is consumed with a prefetch of ``capacity``
+(``basic.qos``, per consumer). A delivery first takes a slot, then is
+started and acknowledged. Because tasks are acknowledged when they start, the
+prefetch does not bound how many run; the slots do. While all slots are busy,
+the next deliveries wait in the worker for a slot, unacknowledged (at most
+``capacity`` per queue, by the prefetch). For short steps a slot frees within
+milliseconds, so a steady stream of tasks costs no broker round trip besides
+the ``started`` and result confirms: the consumers stay as they are.
+
+A delivery may only wait briefly, though: a step may run for hours, while a
+held task is invisible to idle workers and an unacknowledged delivery counts
+against the broker's consumer timeout. A delivery that got no slot within
+``hold_s`` is handed back (``basic.nack``, requeue) and the consumers are
+paused (``basic.cancel``) until a slot frees; then they consume again. So
+cancelling and re-consuming happens once per busy period of long steps, not
+once per task. (A task handed back this way shows as ``redelivered`` when it
+starts; the orchestrator counts a redelivery as a crash only for an attempt
+that had already started.)
+
+A delivery that would have to wait while the worker stops is handed back at
+once; a connection loss hands back every unacknowledged delivery by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Protocol
 
-import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
 from segue.broker.boundary import ConsumeBoundary, Outcome, Verdict
 from segue.broker.topology import declare_queue
+from segue.logs import library_logger
 from segue.protocol.codec import TASK_ADAPTER, InvalidMessageError, decode
 from segue.protocol.messages import StepTask
 from segue.protocol.names import Names
@@ -27,6 +51,12 @@ from segue.protocol.topology import task_queue
 from segue.worker.attempt import Attempt
 from segue.worker.handler import StepHandler
 from segue.worker.reporter import retry_delays
+
+HOLD_S = 0.25
+"""How long a delivery may wait for a slot before it is handed back.
+
+Far longer than the few milliseconds an instant step keeps a slot, far
+shorter than steps that are worth handing to another worker."""
 
 
 class AttemptStarter(Protocol):
@@ -38,7 +68,87 @@ class AttemptStarter(Protocol):
 
     def launch(self, attempt: Attempt, on_done: Callable[[], None]) -> None: ...
 
-    async def discard(self, attempt: Attempt) -> None: ...
+    def discard(self, attempt: Attempt) -> None: ...
+
+
+class Slots:
+    """``capacity`` slots handed out first come, first served.
+
+    :meth:`take` waits at most ``wait_s`` for a slot; a freed slot goes
+    straight to the longest waiting caller. After :meth:`close` nobody gets
+    a slot any more. (Unlike ``asyncio.Semaphore``, it says how many are
+    taken, and hands a slot over without a window in which a newcomer could
+    take it first.)
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._busy = 0
+        self._waiters: deque[asyncio.Future[bool]] = deque()
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def busy(self) -> int:
+        """Slots taken."""
+        return self._busy
+
+    @property
+    def full(self) -> bool:
+        """Whether every slot is taken."""
+        return self._busy >= self._capacity
+
+    async def take(self, wait_s: float) -> bool:
+        """Take a slot, waiting up to ``wait_s``; False if none came or the slots closed."""
+        if self._closed:
+            return False
+        if self._busy < self._capacity and not self._waiters:
+            self._busy += 1
+            self._idle.clear()
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait({waiter}, timeout=wait_s)
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self.release()  # handed over just as the caller was cancelled: pass it on
+            else:
+                self._forget(waiter)
+            raise
+        if waiter.done():
+            return waiter.result()
+        self._forget(waiter)
+        return False
+
+    def _forget(self, waiter: asyncio.Future[bool]) -> None:
+        waiter.cancel()
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+
+    def release(self) -> None:
+        """Free a slot: hand it to the longest waiting caller, if any."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)  # the slot changes hands; busy stays the same
+                return
+        self._busy -= 1
+        if self._busy == 0:
+            self._idle.set()
+
+    def close(self) -> None:
+        """Refuse every waiting and later caller."""
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(False)
+
+    async def wait_idle(self) -> None:
+        """Wait until no slot is taken."""
+        await self._idle.wait()
 
 
 class TaskIntake:
@@ -50,45 +160,56 @@ class TaskIntake:
         boundary: ConsumeBoundary,
         starter: AttemptStarter,
         capacity: int,
+        hold_s: float = HOLD_S,
     ) -> None:
         self._channel = channel
         self._boundary = boundary
         self._starter = starter
         self._capacity = capacity
+        self._hold_s = hold_s
+        self._slots = Slots(capacity)
         self._queues: dict[str, tuple[AbstractQueue, StepHandler]] = {}
         self._tags: dict[str, ConsumerTag] = {}
         self._lock = asyncio.Lock()
-        self._busy = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._paused = False
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
-        self._log = structlog.get_logger("segue.worker")
+        self._log = library_logger("segue.worker")
 
     @property
     def busy(self) -> int:
         """Slots taken by attempts being started or running."""
-        return self._busy
+        return self._slots.busy
+
+    @property
+    def consuming(self) -> bool:
+        """Whether the task queues are being consumed (not paused, not closed)."""
+        return bool(self._tags)
 
     async def open(self, names: Names, handlers: Sequence[StepHandler]) -> None:
         """Declare the task queue of every handler and start consuming them."""
+        await self._channel.set_qos(prefetch_count=self._capacity)
         for handler in handlers:
             queue = await declare_queue(self._channel, task_queue(names, handler.queue))
             self._queues[queue.name] = (queue, handler)
         await self._reconcile()
 
     async def close(self) -> None:
-        """Stop taking tasks: cancel the consumers; later deliveries are requeued."""
+        """Stop taking tasks: cancel the consumers; waiting and later deliveries are requeued."""
         self._closing = True
+        self._slots.close()
         await self._reconcile()
 
     async def wait_idle(self) -> None:
         """Wait until no slot is busy."""
-        await self._idle.wait()
+        await self._slots.wait_idle()
 
     async def _on_message(
         self, queue_name: str, handler: StepHandler, message: AbstractIncomingMessage
     ) -> None:
+        if not await self._slots.take(self._hold_s):
+            await self._hand_back(queue_name, message)
+            return
         accepted: list[Attempt] = []
 
         async def accept(delivery: AbstractIncomingMessage) -> Outcome:
@@ -98,44 +219,45 @@ class TaskIntake:
             await self._boundary.settle(queue_name, message, accept)
         except BaseException:
             for attempt in accepted:  # not acknowledged: the broker will deliver it again
-                await self._starter.discard(attempt)
-                self._release()
+                self._starter.discard(attempt)
+            self._release()
             raise
-        for attempt in accepted:
-            self._starter.launch(attempt, self._release)
+        if accepted:
+            self._starter.launch(accepted[0], self._release)
+        else:
+            self._release()
 
     async def _accept(
         self, handler: StepHandler, message: AbstractIncomingMessage, accepted: list[Attempt]
     ) -> Outcome:
-        if self._closing:
-            return Outcome(Verdict.REQUEUE, "the worker is stopping", "task_requeued")
-        if self._busy >= self._capacity:
-            return Outcome(Verdict.REQUEUE, "all slots are busy", "task_requeued")
         try:
             task = decode(TASK_ADAPTER, message.body)
         except InvalidMessageError as exc:
             return Outcome.dead(f"invalid step task: {exc.reason}")
-        self._take()
-        try:
-            await self._reconcile()  # stop consuming before the ack if this took the last slot
-            attempt = await self._starter.start(task, handler, bool(message.redelivered))
-        except BaseException:
-            self._release()
-            raise
+        attempt = await self._starter.start(task, handler, bool(message.redelivered))
         if attempt is None:
-            self._release()
             return Outcome.ack("task_duplicate", f"attempt {task.attempt_id} already runs here")
         accepted.append(attempt)
         return Outcome.ack("task_started")
 
-    def _take(self) -> None:
-        self._busy += 1
-        self._idle.clear()
+    async def _hand_back(self, queue_name: str, message: AbstractIncomingMessage) -> None:
+        """Requeue a delivery that got no slot; pause consuming until a slot frees."""
+        if self._closing:
+            reason = "the worker is stopping"
+        else:
+            reason = f"no slot free within {self._hold_s} s"
+            if not self._paused and self._slots.full:
+                self._paused = True
+                self._spawn_reconcile()
+        await self._boundary.settle(queue_name, message, partial(_requeue, reason))
 
     def _release(self) -> None:
-        self._busy -= 1
-        if self._busy == 0:
-            self._idle.set()
+        self._slots.release()
+        if self._paused:
+            self._paused = False
+            self._spawn_reconcile()
+
+    def _spawn_reconcile(self) -> None:
         task = asyncio.create_task(self._reconcile_until_done(), name="segue-intake-reconcile")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -151,9 +273,9 @@ class TaskIntake:
                 return
 
     async def _reconcile(self) -> None:
-        """Consume or cancel the consumers to match the free slots and the closing flag."""
+        """Consume or cancel the consumers to match the paused and closing flags."""
         async with self._lock:
-            if not self._closing and self._busy < self._capacity:
+            if not self._closing and not self._paused:
                 for name, (queue, handler) in self._queues.items():
                     if name not in self._tags:
                         callback = partial(self._on_message, name, handler)
@@ -168,3 +290,7 @@ class TaskIntake:
             await queue.cancel(tag)
         except Exception as exc:  # a robust queue forgets the consumer even so
             self._log.warning("task_consumer_cancel_failed", queue=queue.name, error=str(exc))
+
+
+async def _requeue(reason: str, message: AbstractIncomingMessage) -> Outcome:
+    return Outcome(Verdict.REQUEUE, reason, "task_requeued")

@@ -2,14 +2,18 @@
 
 A handler may call ``ctx.progress`` in a tight loop, from the event loop or
 from its thread. Only the latest report is kept while one is pending, and at
-most one report is sent per interval, so the broker never sees a flood; the
-last report is always sent before the step's result.
+most one report is sent per interval, so the broker never sees a flood.
+
+The first report goes out only once an interval has passed since the step
+started, and a report still pending when the step's result is ready is
+dropped: the result says more than any progress. A step that ends within one
+interval therefore sends no progress at all, which halves the events of an
+instant step (``started`` and its result are all the orchestrator handles).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import threading
 from collections.abc import Awaitable, Callable
@@ -57,6 +61,11 @@ class ProgressCoalescer:
             self._pending = report
             return was_empty
 
+    @property
+    def pending(self) -> bool:
+        """Whether a report waits to be sent."""
+        return self._pending is not None
+
     def take(self) -> ProgressReport | None:
         """The latest report, emptying the slot."""
         with self._lock:
@@ -70,59 +79,85 @@ Send = Callable[[ProgressReport], Awaitable[object]]
 class ProgressSender:
     """Sends coalesced progress reports, at most one per ``min_interval_s``.
 
-    :meth:`offer` may be called from any thread. :meth:`start` begins sending;
-    :meth:`close` sends whatever is still pending and stops; :meth:`abort`
-    stops without sending.
+    :meth:`offer` may be called from any thread. :meth:`start` starts the
+    clock: the first report may go ``min_interval_s`` later. :meth:`close`
+    drops whatever is pending and waits for a report being sent (so it reaches
+    the broker before the result); :meth:`abort` drops everything at once.
+    Nothing runs between reports: a timer is armed only while one is pending.
     """
 
     def __init__(self, send: Send, min_interval_s: float, loop: asyncio.AbstractEventLoop) -> None:
         self._send = send
         self._min_interval_s = min_interval_s
         self._loop = loop
+        self._loop_thread = threading.get_ident()
         self._coalescer = ProgressCoalescer()
-        self._wake = asyncio.Event()
-        self._closing = asyncio.Event()
+        self._next_at: float | None = None
         self._accepting = True
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: asyncio.Task[None] | None = None
 
     def offer(self, report: ProgressReport) -> None:
         """Queue ``report`` for sending; never blocks, safe from any thread."""
         if not self._accepting or not self._coalescer.offer(report):
             return
+        if threading.get_ident() == self._loop_thread:
+            self._schedule()
+            return
         try:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            self._loop.call_soon_threadsafe(self._schedule)
         except RuntimeError:  # the loop is closed: the attempt is long over
             return
 
     def start(self) -> None:
-        """Start the sending task."""
-        self._task = asyncio.create_task(self._run(), name="segue-progress")
+        """Start the clock: the first report may be sent one interval from now."""
+        self._next_at = self._loop.time() + self._min_interval_s
+        self._schedule()
 
     async def close(self) -> None:
-        """Stop accepting reports and send the last pending one."""
-        self._accepting = False
-        self._closing.set()
-        self._wake.set()
-        if self._task is not None:
-            await self._task
+        """Stop accepting reports, drop the pending one, wait for one being sent."""
+        self._stop()
+        sending = self._sending
+        if sending is not None:
+            await asyncio.gather(sending, return_exceptions=True)
 
     async def abort(self) -> None:
-        """Stop at once, dropping anything pending."""
+        """Stop at once, dropping anything pending or being sent."""
+        self._stop()
+        sending = self._sending
+        if sending is not None:
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+
+    def _stop(self) -> None:
         self._accepting = False
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self._coalescer.take()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    async def _run(self) -> None:
-        while not self._closing.is_set():
-            await self._wake.wait()
-            self._wake.clear()
-            await self._send_pending()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self._min_interval_s)
-        await self._send_pending()
+    def _schedule(self) -> None:
+        """Arm the timer for the pending report, unless armed, sending or not started."""
+        if not self._accepting or self._next_at is None:
+            return
+        if self._timer is not None or self._sending is not None:
+            return
+        if not self._coalescer.pending:
+            return
+        delay = max(0.0, self._next_at - self._loop.time())
+        self._timer = self._loop.call_later(delay, self._fire)
 
-    async def _send_pending(self) -> None:
+    def _fire(self) -> None:
+        self._timer = None
         report = self._coalescer.take()
-        if report is not None:
+        if not self._accepting or report is None:
+            return
+        self._next_at = self._loop.time() + self._min_interval_s
+        self._sending = self._loop.create_task(self._send_one(report), name="segue-progress")
+
+    async def _send_one(self, report: ProgressReport) -> None:
+        try:
             await self._send(report)
+        finally:
+            self._sending = None
+            self._schedule()  # a report offered meanwhile waits for the next slot

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from typing import Protocol
 from uuid import uuid4
 
-import structlog
-
 from segue.broker.publisher import ConfirmedPublisher, Outgoing
+from segue.logs import library_logger
 from segue.protocol.codec import encode
 from segue.protocol.messages import WorkerEvent
 
@@ -56,7 +55,7 @@ class EventReporter:
         self._publisher = publisher
         self._events_queue = events_queue
         self._closed = asyncio.Event()
-        self._log = structlog.get_logger("segue.worker")
+        self._log = library_logger("segue.worker")
 
     def close(self) -> None:
         """Give up on events still being retried (the worker is going away)."""
@@ -91,19 +90,16 @@ class EventReporter:
         )
 
     async def _try(self, outgoing: Outgoing, event: WorkerEvent) -> bool:
-        publish = asyncio.ensure_future(self._publisher.publish(outgoing))
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait({publish, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            if not publish.done():
-                publish.cancel()
-            await asyncio.gather(publish, closed, return_exceptions=True)
-        if publish.cancelled():
+        # No race against close() here: a publish ends by itself (confirmed, refused,
+        # or failed with the connection), and the worker cancels the attempts whose
+        # events are still on their way when it gives up on them at shutdown.
+        if self._closed.is_set():
             return False
-        error = publish.exception()
-        if error is not None:
+        try:
+            await self._publisher.publish(outgoing)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
             self._log.warning(
                 "event_publish_failed",
                 event_type=type(event).__name__,

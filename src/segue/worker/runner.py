@@ -7,9 +7,8 @@ import importlib
 import inspect
 import signal
 
-import structlog
-
 from segue.errors import ConfigurationError
+from segue.logs import library_logger
 from segue.worker.app import Worker
 
 
@@ -60,7 +59,7 @@ def run_worker(target: str) -> None:
 async def serve(worker: Worker) -> None:
     """Run ``worker`` with SIGTERM/SIGINT handlers installed for the duration."""
     loop = asyncio.get_running_loop()
-    log = structlog.get_logger("segue.worker")
+    log = library_logger("segue.worker")
 
     def on_signal(signum: signal.Signals) -> None:
         log.info("worker_signal", signal=signum.name, now=worker.stopping)

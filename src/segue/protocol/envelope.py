@@ -1,0 +1,24 @@
+"""The envelope of a message ready to publish: where it goes, its body and properties.
+
+One shape from the moment an effect is encoded until it reaches the broker: the
+outbox stores it as it is, the publisher sends it as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message ready to publish (an empty ``exchange`` is the default exchange)."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str | None = None
+    priority: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    mandatory: bool = False

@@ -1,0 +1,1 @@
+"""Unit tests of the broker layer (consume boundary, batching), with fakes."""

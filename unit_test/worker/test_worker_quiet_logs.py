@@ -1,0 +1,111 @@
+"""The worker SDK prints nothing unless the application configured logging."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from segue.logs import library_logger
+from segue.protocol.messages import CancelAttempt, StepSucceeded, StepTask, WorkerEvent
+from segue.worker import StepContext, step_handler
+from segue.worker.attempt import AttemptSettings
+from segue.worker.attempts import RunningAttempts
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[WorkerEvent] = []
+
+    async def send(self, event: WorkerEvent) -> bool:
+        self.events.append(event)
+        return True
+
+    async def send_once(self, event: WorkerEvent) -> bool:
+        self.events.append(event)
+        return True
+
+    async def send_or_raise(self, event: WorkerEvent) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def unconfigured_structlog() -> Iterator[None]:
+    """structlog as a program that never configured it has it."""
+    saved, was_configured = structlog.get_config(), structlog.is_configured()
+    structlog.reset_defaults()
+    try:
+        yield
+    finally:
+        if was_configured:
+            structlog.configure(**saved)
+        else:
+            structlog.reset_defaults()
+
+
+def make_task(queue: str) -> StepTask:
+    return StepTask(
+        job_id=uuid4(),
+        workflow="energy_plan",
+        step=queue,
+        queue=queue,
+        attempt=1,
+        attempt_id=uuid4(),
+    )
+
+
+async def run_steps() -> Sink:
+    """Start and run a succeeding and a failing step, and hear a foreign cancel."""
+
+    @step_handler("ok")
+    async def ok(ctx: StepContext) -> dict[str, Any]:
+        return {"ok": True}
+
+    @step_handler("boom")
+    def boom(ctx: StepContext) -> None:
+        raise RuntimeError("boom")
+
+    sink = Sink()
+    attempts = RunningAttempts(sink, AttemptSettings("w1", progress_interval_s=0.01))
+    for handler in (ok, boom):
+        attempt = await attempts.start(make_task(handler.queue), handler, redelivered=False)
+        assert attempt is not None
+        await attempt.run()
+    attempts.cancel(CancelAttempt(job_id=uuid4(), attempt_id=uuid4(), reason="elsewhere"))
+    return sink
+
+
+@pytest.mark.usefixtures("unconfigured_structlog")
+async def test_the_worker_prints_nothing_without_logging_configured(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sink = await run_steps()
+    assert any(isinstance(event, StepSucceeded) for event in sink.events)
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.usefixtures("unconfigured_structlog")
+async def test_the_worker_logs_once_the_application_configured_structlog() -> None:
+    with capture_logs() as logs:
+        await run_steps()
+    assert {"step_succeeded", "step_failed"} <= {entry["event"] for entry in logs}
+
+
+@pytest.mark.usefixtures("unconfigured_structlog")
+def test_a_library_logger_keeps_its_bound_values() -> None:
+    log = library_logger("segue.worker", worker_id="w1").bind(job_id="j1")
+    with capture_logs() as logs:
+        log.warning("something_happened", detail=3)
+    assert logs == [
+        {
+            "event": "something_happened",
+            "log_level": "warning",
+            "worker_id": "w1",
+            "job_id": "j1",
+            "detail": 3,
+        }
+    ]
