@@ -23,9 +23,10 @@ from segue.protocol.messages import (
     Command,
     Event,
     StepTask,
+    SubmitJob,
     Update,
 )
-from segue.protocol.names import Names, attempt_control_key, update_routing_key
+from segue.protocol.names import CC_HEADER, Names, attempt_control_key, update_routing_key
 from segue.protocol.topology import exchanges
 
 E = TypeVar("E")
@@ -59,6 +60,7 @@ class Harness:
         self.step_queues: list[str] = []
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.commands: asyncio.Queue[tuple[Command, AbstractIncomingMessage]] = asyncio.Queue()
+        self.updates_keys: dict[UUID, str] = {}
         self.dead: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
     @classmethod
@@ -152,7 +154,10 @@ class Harness:
 
         async def on_command(message: AbstractIncomingMessage) -> None:
             async with message.process():
-                self.commands.put_nowait((decode(COMMAND_ADAPTER, message.body), message))
+                command = decode(COMMAND_ADAPTER, message.body)
+                if isinstance(command, SubmitJob) and command.updates_key is not None:
+                    self.updates_keys[command.job_id] = command.updates_key
+                self.commands.put_nowait((command, message))
 
         await queue.consume(on_command)
 
@@ -175,10 +180,14 @@ class Harness:
     async def publish_update(
         self, update: Update, kind: str, job_id: UUID, message_id: str | None = None
     ) -> None:
-        """Publish a job update on ``job.<id>.<kind>``."""
+        """Publish a job update on ``job.<id>.<kind>``, and to its submitter's updates
+        key (CC) when a submission seen by :meth:`watch_commands` gave one, as the
+        orchestrator does."""
         exchange = await self.channel.get_exchange(self.names.updates_exchange)
+        updates_key = self.updates_keys.get(job_id)
+        headers: dict[str, Any] = {} if updates_key is None else {CC_HEADER: [updates_key]}
         await exchange.publish(
-            aio_pika.Message(encode(update), message_id=message_id or uuid4().hex),
+            aio_pika.Message(encode(update), message_id=message_id or uuid4().hex, headers=headers),
             routing_key=update_routing_key(job_id, kind),
         )
 

@@ -96,6 +96,8 @@ async def test_submit_then_follow_updates_to_the_result(harness: Harness) -> Non
         result = await job.result(timeout=5)
 
     assert submit.job_id == job.job_id
+    assert submit.updates_key is not None
+    assert submit.updates_key.startswith("client."), "updates come on the client's own key"
     assert (submit.workflow, submit.params) == ("energy_plan", {"horizon_years": 5})
     assert (submit.priority, submit.reference) == (7, "order-1")
     assert accepted == sent[0][0]

@@ -106,3 +106,14 @@ def test_latest_notices_send_none_for_a_job_whose_result_is_in_the_batch() -> No
     ]
 
     assert latest_notices(effects) == [NotifyStatus(running, JobStatus.RUNNING, "a")]
+
+
+def test_updates_of_a_job_with_an_updates_key_are_also_routed_to_it() -> None:
+    job_id = uuid4()
+    status = to_outbox(NotifyStatus(job_id, JobStatus.RUNNING, "a"), NAMES, NOW, "client.c1")
+    result = to_outbox(NotifyResult(job_id, JobStatus.SUCCEEDED), NAMES, NOW, "client.c1")
+    plain = to_outbox(NotifyResult(job_id, JobStatus.SUCCEEDED), NAMES, NOW)
+    assert status.headers == {"CC": ["client.c1"]}
+    assert result.headers == {"CC": ["client.c1"]}
+    assert result.routing_key == f"job.{job_id}.result"
+    assert plain.headers == {}

@@ -81,6 +81,7 @@ def full_job() -> Job:
         outputs={"a": {"rows": 3}},
         crashes={"a": 1},
         error=ErrorInfo(kind="step_failed", message="b failed", step="b"),
+        updates_key="client.abc",
     )
 
 
@@ -127,6 +128,7 @@ def test_job_row_has_a_value_for_every_state_column() -> None:
                 "outputs",
                 "crashes",
                 "error",
+                "updates_key",
             },
         ),
         (

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, DeliveryMode
@@ -93,7 +93,8 @@ class ConfirmedPublisher:
                 delivery_mode=DeliveryMode.PERSISTENT,
                 message_id=message.message_id,
                 priority=message.priority,
-                headers=dict(message.headers),
+                # str and list[str] are AMQP field values; the type is invariant in lists.
+                headers=cast("dict[str, Any]", dict(message.headers)),
                 reply_to=message.reply_to,
                 correlation_id=message.correlation_id,
             ),

@@ -1,8 +1,11 @@
 """The :class:`SegueClient`: submit jobs, follow them, cancel them, query them.
 
 One connection, one channel with publisher confirms, and one exclusive reply
-queue that receives both query replies and the updates of followed jobs
-(bound ``job.<id>.*`` on the updates exchange before the submission is sent).
+queue that receives query replies and job updates. It is bound once, at
+connect, with the client's own updates key, which every submission carries: the
+orchestrator routes each update of those jobs there too (CC), so submitting
+costs no binding. A job this client did not submit is followed with a binding
+of its own (``job.<id>.*``), removed once its result arrived.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from segue.protocol.messages import (
     WorkflowInfo,
     WorkflowsReply,
 )
-from segue.protocol.names import Names, job_updates_binding
+from segue.protocol.names import Names, client_updates_key, job_updates_binding
 from segue.protocol.topology import orchestrator_queues
 
 RESYNC_FIRST_RETRY_S = 0.5
@@ -105,12 +108,16 @@ class _Session:
         channel: AbstractChannel,
         reply_queue: AbstractQueue,
         names: Names,
+        updates_key: str,
     ) -> None:
         self.connection = connection
         self.channel = channel
         self.reply_queue = reply_queue
         self.names = names
+        self.updates_key = updates_key
         self.publisher = ConfirmedPublisher(channel)
+        self.bound: set[UUID] = set()
+        """Jobs followed with a binding of their own (not submitted by this client)."""
 
 
 class SegueClient:
@@ -168,12 +175,16 @@ class SegueClient:
                 if spec.name == names.commands_queue:
                     await declare_queue(channel, spec)
             reply_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            # One binding for the updates of every job this client submits (they
+            # carry this key in their CC header), instead of one per job.
+            updates_key = client_updates_key(uuid4().hex)
+            await reply_queue.bind(names.updates_exchange, routing_key=updates_key)
             await reply_queue.consume(self._on_message, no_ack=True)
         except BaseException:
             await connection.close()
             raise
         connection.reconnect_callbacks.add(self._on_reconnect)
-        self._session = _Session(connection, channel, reply_queue, names)
+        self._session = _Session(connection, channel, reply_queue, names, updates_key)
 
     async def close(self) -> None:
         """Stop following jobs and close the connection."""
@@ -223,10 +234,12 @@ class SegueClient:
             params=dict(params or {}),
             priority=priority,
             reference=reference,
+            updates_key=self._require_session().updates_key,
         )
-        # Bound before the submission is sent: no update of this job can be missed
-        # (short of a reconnect, after which every followed job is queried).
-        handle = await self._follow(command.job_id, query_first=False)
+        # The client's own binding exists before the submission is sent: no update
+        # of this job can be missed (short of a reconnect, after which every
+        # followed job is queried).
+        handle = self._handle(command.job_id, query_first=False)
         try:
             await self._send(command)
         except BaseException:
@@ -245,10 +258,15 @@ class SegueClient:
 
     async def _follow(self, job_id: UUID, query_first: bool) -> JobHandle:
         session = self._require_session()
+        if job_id not in session.bound:
+            await session.reply_queue.bind(
+                session.names.updates_exchange, routing_key=job_updates_binding(job_id)
+            )
+            session.bound.add(job_id)
+        return self._handle(job_id, query_first)
+
+    def _handle(self, job_id: UUID, query_first: bool) -> JobHandle:
         feed = self._inbox.follow(job_id)
-        await session.reply_queue.bind(
-            session.names.updates_exchange, routing_key=job_updates_binding(job_id)
-        )
         return JobHandle(
             job_id,
             feed,
@@ -357,8 +375,9 @@ class SegueClient:
         """The job sent its result: stop routing and receiving its updates."""
         self._inbox.unfollow(job_id)
         session = self._session
-        if session is None:
+        if session is None or job_id not in session.bound:
             return
+        session.bound.discard(job_id)
         try:
             await session.reply_queue.unbind(
                 session.names.updates_exchange, routing_key=job_updates_binding(job_id)

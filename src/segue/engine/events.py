@@ -26,6 +26,7 @@ class JobSubmitted:
     priority: int = 5
     reference: str | None = None
     workflow_name: str = ""
+    updates_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,7 @@ def _new_job(event: JobSubmitted, workflow: Workflow, params: JsonObject, now: d
         created_at=now,
         updated_at=now,
         deadline_at=later(now, timeout_s) if timeout_s is not None else None,
+        updates_key=event.updates_key,
     )
 
 

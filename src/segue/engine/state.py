@@ -64,6 +64,7 @@ class Job:
     ``crashes`` counts lost attempts per step, or per ``step[item]`` of a map
     (worker died, not a handler error).
     ``run`` counts the runs of the job: a rerun of a failed job starts run 2.
+    ``updates_key`` is where the submitter receives the job's updates (if it said).
     """
 
     job_id: UUID
@@ -83,6 +84,7 @@ class Job:
     outputs: JsonObject = field(default_factory=dict)
     crashes: dict[str, int] = field(default_factory=dict)
     error: ErrorInfo | None = None
+    updates_key: str | None = None
 
     @property
     def current_attempt(self) -> Attempt | None:

@@ -17,6 +17,7 @@ from segue.protocol.messages import (
     StepTask,
     Update,
 )
+from segue.protocol.names import UPDATES_KEY_PATTERN
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 MAX_DEPTH = 64
@@ -35,17 +36,23 @@ class InvalidMessageError(SegueError):
     """A message body could not be decoded; ``reason`` says why, precisely.
 
     ``job_id`` is set when the body named a valid job id, so the sender can be
-    answered even though the message itself is unusable; ``message_type`` is
-    the body's ``type`` when it could be read.
+    answered even though the message itself is unusable (on its ``updates_key``
+    too, when it gave a valid one); ``message_type`` is the body's ``type``
+    when it could be read.
     """
 
     def __init__(
-        self, reason: str, job_id: UUID | None = None, message_type: str | None = None
+        self,
+        reason: str,
+        job_id: UUID | None = None,
+        message_type: str | None = None,
+        updates_key: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.job_id = job_id
         self.message_type = message_type
+        self.updates_key = updates_key
 
 
 def encode(message: BaseModel) -> bytes:
@@ -75,12 +82,14 @@ def decode(adapter: TypeAdapter[T], body: bytes, max_bytes: int = DEFAULT_MAX_BO
     message_type = raw.get("type") if isinstance(raw.get("type"), str) else None
     problem = unstorable(raw)
     if problem is not None:
-        raise InvalidMessageError(problem, _job_id_of(raw), message_type)
+        raise InvalidMessageError(problem, _job_id_of(raw), message_type, _updates_key_of(raw))
     try:
         return adapter.validate_python(raw)
     except ValidationError as exc:
         reason = describe_validation_error(exc)
-        raise InvalidMessageError(reason, _job_id_of(raw), message_type) from exc
+        raise InvalidMessageError(
+            reason, _job_id_of(raw), message_type, _updates_key_of(raw)
+        ) from exc
 
 
 def unstorable(value: object, max_depth: int = MAX_DEPTH) -> str | None:
@@ -144,6 +153,13 @@ def _job_id_of(raw: dict[str, Any]) -> UUID | None:
         return UUID(value)
     except ValueError:
         return None
+
+
+def _updates_key_of(raw: dict[str, Any]) -> str | None:
+    value = raw.get("updates_key")
+    if isinstance(value, str) and UPDATES_KEY_PATTERN.match(value):
+        return value
+    return None
 
 
 def _sniff_job_id(prefix: bytes) -> UUID | None:

@@ -6,6 +6,7 @@ outbox stores it as it is, the publisher sends it as it is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -18,7 +19,7 @@ class Outgoing:
     body: bytes
     message_id: str | None = None
     priority: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str | list[str]] = field(default_factory=dict)
     reply_to: str | None = None
     correlation_id: str | None = None
     mandatory: bool = False

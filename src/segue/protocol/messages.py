@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from segue.protocol.names import MAX_PRIORITY
+from segue.protocol.names import MAX_PRIORITY, UPDATES_KEY_PATTERN
 
 SCHEMA_VERSION = 1
 JsonObject = dict[str, Any]
@@ -89,6 +89,12 @@ class SubmitJob(Message):
     params: JsonObject = Field(default_factory=dict)
     priority: int = Field(default=5, ge=0, le=MAX_PRIORITY)
     reference: str | None = Field(default=None, max_length=500)
+    updates_key: str | None = Field(
+        default=None,
+        pattern=UPDATES_KEY_PATTERN.pattern,
+        description="routing key the submitter's queue is bound with on the updates "
+        "exchange: every update of the job is also routed there (CC)",
+    )
 
 
 class CancelJob(Message):

@@ -76,6 +76,24 @@ def job_updates_binding(job_id: UUID) -> str:
     return f"job.{job_id}.*"
 
 
+CC_HEADER = "CC"
+"""Message header naming more routing keys for one publish (RabbitMQ's
+sender-selected distribution)."""
+UPDATES_KEY_PATTERN = re.compile(r"^client\.[A-Za-z0-9_-]{1,64}$")
+"""What a submitter's own updates key looks like (see :func:`client_updates_key`)."""
+
+
+def client_updates_key(client_id: str) -> str:
+    """The routing key a client binds its queue with once to receive every update of
+    the jobs it submits: each update of such a job is published with this key in its
+    ``CC`` header (RabbitMQ's sender-selected distribution), so no per-job binding is
+    needed."""
+    key = f"client.{client_id}"
+    if not UPDATES_KEY_PATTERN.match(key):
+        raise ValueError(f"client id {client_id!r} must match {UPDATES_KEY_PATTERN.pattern}")
+    return key
+
+
 def attempt_control_key(attempt_id: UUID) -> str:
     """Routing key of control messages for one step attempt."""
     return f"attempt.{attempt_id}"

@@ -221,14 +221,23 @@ class Applier:
     ) -> tuple[list[OutboxRow], list[Outgoing]]:
         writes: list[JobWrite] = []
         effects: list[Effect] = []
+        updates_keys: dict[UUID, str | None] = {}
         for fold in folds:
             write = fold.write()
             if write is not None:
                 writes.append(write)
                 effects.extend(fold.effects)
-        durable = [to_outbox(effect, self._names, now) for effect in effects if is_durable(effect)]
+                updates_keys[write.after.job_id] = write.after.updates_key
+        durable = [
+            to_outbox(effect, self._names, now, updates_keys[effect.job_id])
+            for effect in effects
+            if is_durable(effect)
+        ]
         ids = await tx.write(writes, durable, at=now) if writes else []
-        notices = [to_outbox(notice, self._names, now) for notice in latest_notices(effects)]
+        notices = [
+            to_outbox(notice, self._names, now, updates_keys[notice.job_id])
+            for notice in latest_notices(effects)
+        ]
         rows = [OutboxRow(row_id, message) for row_id, message in zip(ids, durable, strict=True)]
         return rows, notices
 

@@ -51,7 +51,7 @@ from segue.protocol.messages import (
     WorkflowsReply,
 )
 from segue.protocol.messages import Event as WorkerEvent
-from segue.protocol.names import Names, update_routing_key
+from segue.protocol.names import CC_HEADER, Names, update_routing_key
 from segue.service.applier import Applied, Change
 from segue.workflows.loader import Catalog
 
@@ -176,6 +176,7 @@ class Handlers:
                     priority=submit.priority,
                     reference=submit.reference,
                     workflow_name=submit.workflow,
+                    updates_key=submit.updates_key,
                 )
                 return Change(submit.job_id, event)
             case CancelJob() as cancel:
@@ -204,7 +205,7 @@ class Handlers:
             reason = decision.rejected
             if decision.rejection_kind == kinds.UNKNOWN_WORKFLOW:
                 reason += f"; known: {', '.join(self._catalog.names) or 'none'}"
-            await self._reject(command.job_id, decision.rejection_kind, reason)
+            await self._reject(command.job_id, decision.rejection_kind, reason, command.updates_key)
             if decision.rejection_kind == kinds.INVALID_PARAMETERS:
                 return Outcome.dead(f"invalid parameters: {shorten(reason, MAX_REASON_CHARS)}")
             return Outcome.dead(shorten(reason, MAX_REASON_CHARS))
@@ -238,7 +239,7 @@ class Handlers:
         (never announce a real job failed)."""
         job_id = exc.job_id if exc.message_type in (None, "submit_job") else None
         if job_id is not None and await self._reader.job_view(job_id, False) is None:
-            await self._reject(job_id, kinds.INVALID_MESSAGE, exc.reason)
+            await self._reject(job_id, kinds.INVALID_MESSAGE, exc.reason, exc.updates_key)
         return Outcome.dead(f"invalid command: {exc.reason}")
 
     async def _get_job(self, command: GetJob, message: AbstractIncomingMessage) -> Outcome:
@@ -288,19 +289,24 @@ class Handlers:
             )
         )
 
-    async def _reject(self, job_id: UUID, kind: str, reason: str) -> None:
-        """Tell the submitter of ``job_id`` its submission failed, and why."""
+    async def _reject(self, job_id: UUID, kind: str, reason: str, updates_key: str | None) -> None:
+        """Tell the submitter of ``job_id`` its submission failed, and why (on the
+        job's updates key and on the submitter's own, if it gave one)."""
         result = JobFinished(
             job_id=job_id,
             status=JobStatus.FAILED,
             error=ErrorInfo(kind=kind, message=shorten(reason, MAX_REASON_CHARS)),
             at=self._clock(),
         )
+        headers: dict[str, str | list[str]] = {}
+        if updates_key is not None:
+            headers[CC_HEADER] = [updates_key]
         await self._publisher.publish(
             Outgoing(
                 exchange=self._names.updates_exchange,
                 routing_key=update_routing_key(job_id, "result"),
                 body=encode(result),
+                headers=headers,
             )
         )
 

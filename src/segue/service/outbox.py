@@ -12,6 +12,7 @@ of each kind per job is sent, and none for a job whose result is in the batch.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from uuid import UUID, uuid4
 
@@ -32,7 +33,7 @@ from segue.protocol.messages import (
     JobStatusChanged,
     StepTask,
 )
-from segue.protocol.names import Names, attempt_control_key, update_routing_key
+from segue.protocol.names import CC_HEADER, Names, attempt_control_key, update_routing_key
 
 Notice = NotifyStatus | NotifyProgress
 
@@ -56,8 +57,14 @@ def latest_notices(effects: Iterable[Effect]) -> list[Notice]:
     return [notice for (job_id, _), notice in latest.items() if job_id not in finished]
 
 
-def to_outbox(effect: Effect, names: Names, now: datetime) -> Outgoing:
-    """The message that carries out ``effect``."""
+def to_outbox(
+    effect: Effect, names: Names, now: datetime, updates_key: str | None = None
+) -> Outgoing:
+    """The message that carries out ``effect``.
+
+    Updates of a job whose submitter gave an ``updates_key`` are routed there
+    too, besides ``job.<id>.<kind>`` (followers of the job).
+    """
     match effect:
         case DispatchStep():
             return _task(effect, names)
@@ -70,7 +77,7 @@ def to_outbox(effect: Effect, names: Names, now: datetime) -> Outgoing:
             status = JobStatusChanged(
                 job_id=effect.job_id, status=effect.status, step=effect.step, at=now
             )
-            return _update(names, "status", status)
+            return _update(names, "status", status, updates_key)
         case NotifyProgress():
             progress = JobProgressed(
                 job_id=effect.job_id,
@@ -79,7 +86,7 @@ def to_outbox(effect: Effect, names: Names, now: datetime) -> Outgoing:
                 message=effect.message,
                 at=now,
             )
-            return _update(names, "progress", progress)
+            return _update(names, "progress", progress, updates_key)
         case NotifyResult():
             result = JobFinished(
                 job_id=effect.job_id,
@@ -88,7 +95,7 @@ def to_outbox(effect: Effect, names: Names, now: datetime) -> Outgoing:
                 error=effect.error,
                 at=now,
             )
-            return _update(names, "result", result)
+            return _update(names, "result", result, updates_key)
 
 
 def _task(effect: DispatchStep, names: Names) -> Outgoing:
@@ -117,9 +124,15 @@ def _task(effect: DispatchStep, names: Names) -> Outgoing:
 
 
 def _update(
-    names: Names, kind: str, body: JobStatusChanged | JobProgressed | JobFinished
+    names: Names,
+    kind: str,
+    body: JobStatusChanged | JobProgressed | JobFinished,
+    updates_key: str | None,
 ) -> Outgoing:
-    return _message(names.updates_exchange, update_routing_key(body.job_id, kind), body)
+    message = _message(names.updates_exchange, update_routing_key(body.job_id, kind), body)
+    if updates_key is None:
+        return message
+    return replace(message, headers={CC_HEADER: [updates_key]})
 
 
 def _message(

@@ -71,6 +71,7 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "finished_at": aware(job.finished_at, "job.finished_at"),
         "deadline_at": aware(job.deadline_at, "job.deadline_at"),
         "run": job.run,
+        "updates_key": job.updates_key,
     }
 
 
@@ -89,6 +90,7 @@ def row_to_job(row: Row, workflow: Workflow, attempts: Iterable[Attempt]) -> Job
         deadline_at=row["deadline_at"],
         finished_at=row["finished_at"],
         run=row["run"],
+        updates_key=row["updates_key"],
         current_step=row["current_step"],
         attempts=tuple(attempts),
         outputs=row["outputs"],

@@ -109,6 +109,7 @@ jobs = Table(
     _timestamp("deadline_at"),
     Column("run", Integer, nullable=False, server_default=text("1")),
     _timestamp("wake_at"),
+    Column("updates_key", Text, nullable=True),
     Column("last_seq", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("job_id"),
     CheckConstraint(enum_check("status", JobStatus), name="status"),
