@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+
+from segue.broker.env import safe_url
+from segue.errors import SegueError
+
+
+class BrokerUnavailableError(SegueError):
+    """RabbitMQ could not be reached when connecting; the message says where and why."""
 
 
 async def connect(url: str, name: str) -> AbstractRobustConnection:
     """Open a connection that reconnects by itself and redeclares what it declared.
 
     ``name`` is shown in the RabbitMQ management UI (e.g. ``segue-orchestrator``).
+    Raises :class:`BrokerUnavailableError` if the first connection fails; later
+    losses are survived (it reconnects).
     """
-    return await aio_pika.connect_robust(
-        url,
-        client_properties={"connection_name": name},
-        reconnect_interval=1.0,
-        fail_fast=True,
-    )
+    try:
+        return await aio_pika.connect_robust(
+            url,
+            client_properties={"connection_name": name},
+            reconnect_interval=1.0,
+            fail_fast=True,
+        )
+    except CONNECTION_EXCEPTIONS as exc:
+        raise BrokerUnavailableError(
+            f"cannot connect to RabbitMQ at {safe_url(url)}: {exc}"
+        ) from exc

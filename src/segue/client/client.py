@@ -26,12 +26,10 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from pydantic import BaseModel
 
 from segue.broker.connection import connect
-from segue.broker.env import ConnectionSettings, safe_url
+from segue.broker.env import ConnectionSettings
 from segue.broker.publisher import ConfirmedPublisher, Outgoing
-from segue.broker.publisher import PublishError as BrokerPublishError
 from segue.broker.topology import declare_exchanges, declare_queue
 from segue.client.errors import (
-    BrokerUnavailableError,
     NotConnectedError,
     PublishError,
     RequestFailedError,
@@ -160,12 +158,7 @@ class SegueClient:
             return
         settings = ConnectionSettings.resolve(self._amqp_url, self._namespace)
         names = Names(settings.namespace)
-        try:
-            connection = await connect(settings.amqp_url, self._connection_name)
-        except CONNECTION_EXCEPTIONS as exc:
-            raise BrokerUnavailableError(
-                f"cannot connect to RabbitMQ at {safe_url(settings.amqp_url)}: {exc}"
-            ) from exc
+        connection = await connect(settings.amqp_url, self._connection_name)
         try:
             channel = await connection.channel(publisher_confirms=True)
             await declare_exchanges(channel, names)
@@ -327,7 +320,7 @@ class SegueClient:
         )
         try:
             await session.publisher.publish(outgoing)
-        except (BrokerPublishError, *CONNECTION_EXCEPTIONS) as exc:
+        except (PublishError, *CONNECTION_EXCEPTIONS) as exc:
             raise PublishError(
                 f"the broker did not confirm {type(command).__name__}: {type(exc).__name__}: {exc}"
             ) from exc

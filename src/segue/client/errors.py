@@ -1,23 +1,31 @@
-"""Errors the client SDK raises, one class per way a call can fail."""
+"""Errors the client SDK raises, one class per way a call can fail.
+
+:class:`BrokerUnavailableError` (connecting) and :class:`PublishError` (the
+broker did not confirm a command) are the broker layer's own, named here too.
+"""
 
 from __future__ import annotations
 
 from uuid import UUID
 
+from segue.broker.connection import BrokerUnavailableError
+from segue.broker.publisher import PublishError
 from segue.errors import SegueError
 from segue.protocol.messages import ErrorInfo
 
-
-class BrokerUnavailableError(SegueError):
-    """RabbitMQ could not be reached when connecting; the message says where and why."""
+__all__ = [
+    "BrokerUnavailableError",
+    "JobRejectedError",
+    "NotConnectedError",
+    "PublishError",
+    "RequestFailedError",
+    "RequestTimeoutError",
+    "UpdateTimeoutError",
+]
 
 
 class NotConnectedError(SegueError):
     """The client is not connected: use ``async with SegueClient(...)`` or ``connect()``."""
-
-
-class PublishError(SegueError):
-    """The broker did not confirm a command (connection lost, or it refused the message)."""
 
 
 class RequestTimeoutError(SegueError, TimeoutError):

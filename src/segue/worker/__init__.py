@@ -19,9 +19,10 @@ Run it with ``segue worker run mymodule:worker``. Depends on
 :mod:`segue.protocol` and :mod:`segue.broker` only (no database, no engine).
 """
 
+from segue.broker.connection import BrokerUnavailableError
 from segue.worker.app import Worker
 from segue.worker.context import StepContext
-from segue.worker.errors import BrokerUnavailableError, InvalidOutputError
+from segue.worker.errors import InvalidOutputError
 from segue.worker.handler import StepHandler, step_handler
 from segue.worker.runner import load_worker, run_worker
 

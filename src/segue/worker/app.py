@@ -10,11 +10,10 @@ from types import TracebackType
 from typing import Self
 
 from aio_pika.abc import AbstractRobustConnection
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from segue.broker.boundary import ConsumeBoundary
 from segue.broker.connection import connect
-from segue.broker.env import ConnectionSettings, safe_url
+from segue.broker.env import ConnectionSettings
 from segue.broker.publisher import ConfirmedPublisher
 from segue.broker.topology import declare_exchanges, declare_queue
 from segue.logs import library_logger
@@ -23,7 +22,6 @@ from segue.protocol.topology import orchestrator_queues
 from segue.worker.attempt import AttemptSettings
 from segue.worker.attempts import RunningAttempts
 from segue.worker.control import ControlListener
-from segue.worker.errors import BrokerUnavailableError
 from segue.worker.handler import StepHandler
 from segue.worker.intake import TaskIntake
 from segue.worker.reporter import EventReporter
@@ -118,12 +116,7 @@ class Worker:
             raise RuntimeError("a Worker runs once; create a new one to run again")
         self._started = True
         settings = ConnectionSettings.resolve(self._amqp_url, self._namespace)
-        try:
-            connection = await connect(settings.amqp_url, f"segue-worker {self._worker_id}")
-        except CONNECTION_EXCEPTIONS as exc:
-            raise BrokerUnavailableError(
-                f"cannot connect to RabbitMQ at {safe_url(settings.amqp_url)}: {exc}"
-            ) from exc
+        connection = await connect(settings.amqp_url, f"segue-worker {self._worker_id}")
         try:
             await self._serve(connection, Names(settings.namespace))
         finally:

@@ -14,6 +14,7 @@ from segue.logs import library_logger
 from segue.protocol import kinds
 from segue.protocol.messages import (
     ErrorInfo,
+    JsonObject,
     StepFailed,
     StepHeartbeat,
     StepProgressed,
@@ -26,8 +27,6 @@ from segue.worker.handler import StepHandler, validate_output
 from segue.worker.progress import ProgressReport, ProgressSender
 from segue.worker.reporter import EventSink
 from segue.worker.threads import run_in_thread
-
-JsonObject = dict[str, Any]
 
 DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
 MIN_HEARTBEAT_INTERVAL_S = 1.0

@@ -10,10 +10,8 @@ from uuid import UUID
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from segue.protocol.messages import StepTask
+from segue.protocol.messages import JsonObject, StepTask
 from segue.worker.progress import ProgressReport, normalise_progress
-
-JsonObject = dict[str, Any]
 
 
 class StepContext:

@@ -7,7 +7,3 @@ from segue.errors import SegueError
 
 class InvalidOutputError(SegueError):
     """A handler returned something that cannot be sent as a step output."""
-
-
-class BrokerUnavailableError(SegueError):
-    """The worker could not connect to RabbitMQ at start; the message says where and why."""

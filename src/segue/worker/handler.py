@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
 from segue.protocol.codec import DEFAULT_MAX_BODY_BYTES, unstorable
+from segue.protocol.messages import JsonObject
 from segue.protocol.names import QUEUE_NAME_PATTERN
 from segue.worker.errors import InvalidOutputError
 
 if TYPE_CHECKING:
     from segue.worker.context import StepContext
 
-JsonObject = dict[str, Any]
 StepFunction = Callable[["StepContext"], Any]
 """``async def f(ctx) -> dict | None`` or ``def f(ctx) -> dict | None``."""
 
