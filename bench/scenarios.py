@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.processes import Child, Children, cpu_seconds, memory_kib
 from bench.services import BrokerProbe, Services
-from bench.systems import BenchClient, Shape, System
+from bench.systems import BenchClient, Shape, System, cleanup
 
 SUBMIT_CONCURRENCY = 64
 """Submissions in flight at once from the client (each waits for its confirm)."""
@@ -92,7 +92,7 @@ async def run_round(services: Services, system: System, options: Options) -> Fig
             finally:
                 await client.close()
     finally:
-        await system.cleanup()
+        await cleanup(system)
     return figures
 
 
@@ -197,5 +197,5 @@ async def in_flight(services: Services, system: System, levels: tuple[int, int])
                 await probe.close()
                 await client.close()
     finally:
-        await system.cleanup()
+        await cleanup(system)
     return figures

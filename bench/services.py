@@ -92,9 +92,13 @@ class BrokerProbe:
         return version.decode() if isinstance(version, bytes) else str(version)
 
 
-async def wait_ready(services: Services, timeout_s: float) -> None:
-    """Wait until both services accept connections (after a restart by someone else)."""
+async def wait_ready(services: Services, timeout_s: float, stable_s: float = 0.0) -> None:
+    """Wait until both services accept connections and have for ``stable_s`` seconds.
+
+    The services are shared: someone else may be restarting them (fault tests).
+    """
     async with asyncio.timeout(timeout_s):
+        up_since: float | None = None
         while True:
             try:
                 admin = await asyncpg.connect(services.postgres_url)
@@ -102,9 +106,12 @@ async def wait_ready(services: Services, timeout_s: float) -> None:
                 broker = await aio_pika.connect(services.amqp_url)
                 await broker.close()
             except (OSError, asyncpg.PostgresError, aio_pika.exceptions.AMQPError):
-                await asyncio.sleep(1)
+                up_since = None
             else:
-                return
+                up_since = up_since or asyncio.get_running_loop().time()
+                if asyncio.get_running_loop().time() - up_since >= stable_s:
+                    return
+            await asyncio.sleep(1)
 
 
 class ServicesRestartedError(RuntimeError):

@@ -41,7 +41,13 @@ from bench.services import (
     wait_ready,
 )
 from bench.stacks import summarise_file
-from bench.systems import BaselineSystem, SegueSystem, System, upgrade_segue_database
+from bench.systems import (
+    BaselineSystem,
+    SegueSystem,
+    System,
+    finish_cleanups,
+    upgrade_segue_database,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -50,9 +56,11 @@ FULL = Sizes(
 )
 QUICK = Sizes(drain=300, burst=100, latency=30, in_flight=(200, 1000), preload=50_000, workers=1)
 PROFILE_TOP = 30
-ATTEMPTS = 3
+ATTEMPTS = 6
 """A step that fails, or saw a service restart, is run again (at most this many times)."""
-RECOVERY_WAIT_S = 300.0
+RECOVERY_WAIT_S = 900.0
+STABLE_S = 15.0
+"""Before running a failed step again, the services must have been up this long."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -127,8 +135,9 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
             )
             record(samples, "segue", figures)
     finally:
+        await wait_ready(services, RECOVERY_WAIT_S)
+        await finish_cleanups()
         if preloaded is not None:
-            await wait_ready(services, RECOVERY_WAIT_S)
             await drop_database(services, preloaded)
     meta = {
         "config": {
@@ -202,7 +211,7 @@ async def timed(services: Services, label: str, step: Callable[[], Awaitable[Fig
             if attempt == ATTEMPTS:
                 raise
             print(f"  {label} failed, running it again: {type(exc).__name__}: {exc}", flush=True)
-            await wait_ready(services, RECOVERY_WAIT_S)
+            await wait_ready(services, RECOVERY_WAIT_S, STABLE_S)
             continue
         print(f"  {label}: {time.perf_counter() - start:.0f} s", flush=True)
         return figures

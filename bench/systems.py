@@ -101,6 +101,23 @@ class System(Protocol):
         ...
 
 
+_unfinished: list[System] = []
+
+
+async def cleanup(system: System) -> None:
+    """``system.cleanup()``; if that fails (a service is restarting), try again at the end."""
+    try:
+        await system.cleanup()
+    except Exception:
+        _unfinished.append(system)
+
+
+async def finish_cleanups() -> None:
+    """Clean up what could not be cleaned up during the run."""
+    while _unfinished:
+        await _unfinished.pop().cleanup()
+
+
 # --- Segue -----------------------------------------------------------------------------
 
 
@@ -117,10 +134,14 @@ class SegueBenchClient:
 
     def __init__(self, client: SegueClient) -> None:
         self._client = client
+        self._waiting: set[asyncio.Future[bool]] = set()
 
     async def submit(self, shape: Shape) -> asyncio.Future[bool]:
         handle = await self._client.submit(self.WORKFLOW[shape], {})
-        return asyncio.ensure_future(_finished(handle))
+        waiting = asyncio.ensure_future(_finished(handle))
+        self._waiting.add(waiting)
+        waiting.add_done_callback(self._waiting.discard)
+        return waiting
 
     async def run_one(self, shape: Shape) -> bool:
         handle = await self._client.submit(self.WORKFLOW[shape], {})
@@ -128,6 +149,10 @@ class SegueBenchClient:
         return result.status is JobStatus.SUCCEEDED
 
     async def close(self) -> None:
+        waiting = list(self._waiting)
+        for future in waiting:
+            future.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
         await self._client.close()
 
 
