@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 import structlog
@@ -56,6 +57,7 @@ FULL = Sizes(
 )
 QUICK = Sizes(drain=300, burst=100, latency=30, in_flight=(200, 1000), preload=50_000, workers=1)
 PROFILE_TOP = 30
+T = TypeVar("T")
 ATTEMPTS = 6
 """A step that fails, or saw a service restart, is run again (at most this many times)."""
 RECOVERY_WAIT_S = 900.0
@@ -122,7 +124,14 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     rounds = args.rounds or (1 if args.quick else 3)
     load_before = os.getloadavg()
     samples: report.Samples = {"segue": defaultdict(list), "baseline": defaultdict(list)}
-    preloaded = await prepare_preloaded(services, sizes.preload) if sizes.preload else None
+    await wait_ready(services, RECOVERY_WAIT_S, STABLE_S)
+    preloaded = None
+    if sizes.preload:
+        preloaded = await timed(
+            services,
+            f"load {sizes.preload:,} finished jobs",
+            partial(prepare_preloaded, services, sizes.preload),
+        )
     try:
         for number in range(rounds):
             print(f"round {number + 1} of {rounds}", flush=True)
@@ -190,7 +199,7 @@ async def one_round(
         )
 
 
-async def timed(services: Services, label: str, step: Callable[[], Awaitable[Figures]]) -> Figures:
+async def timed(services: Services, label: str, step: Callable[[], Awaitable[T]]) -> T:
     """Run ``step``, printing how long it took.
 
     A failed step (or one during which a service restarted) is run again once
@@ -227,14 +236,13 @@ def record(samples: report.Samples, system: str, figures: Figures) -> None:
 async def prepare_preloaded(services: Services, jobs: int) -> str:
     """A migrated Segue database holding ``jobs`` finished jobs."""
     database = f"segue_bench_preloaded_{uuid4().hex[:10]}"
-    print(f"loading {jobs:,} finished jobs into {database}", flush=True)
-    await upgrade_segue_database(services, database)
     try:
-        seconds = await preload(services.database_url(database), jobs)
+        await upgrade_segue_database(services, database)
+        await preload(services.database_url(database), jobs)
     except BaseException:
-        await drop_database(services, database)
+        with contextlib.suppress(Exception):  # a restarting server: left behind, named as such
+            await drop_database(services, database)
         raise
-    print(f"  loaded in {seconds:.0f} s", flush=True)
     return database
 
 
