@@ -25,6 +25,8 @@ class Summary:
     own: Counter[str]
     inclusive: Counter[str]
     packages: Counter[str]
+    callers: dict[str, Counter[str]]
+    """Leaf function -> the nearest ``segue`` frame above it (who caused the time)."""
 
 
 def short_path(path: str) -> str:
@@ -58,6 +60,7 @@ def summarise(raw: str) -> Summary:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
+    callers: dict[str, Counter[str]] = {}
     total = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -72,7 +75,9 @@ def summarise(raw: str) -> Summary:
         packages[package_of(frames[-1])] += count
         for name in set(frames):
             inclusive[name] += count
-    return Summary(total, own, inclusive, packages)
+        ours = [f for f in frames[:-1] if "(segue/" in f]
+        callers.setdefault(frames[-1], Counter())[ours[-1] if ours else "(no segue frame)"] += count
+    return Summary(total, own, inclusive, packages, callers)
 
 
 def render(summary: Summary, top: int, header: str) -> str:
@@ -90,6 +95,12 @@ def render(summary: Summary, top: int, header: str) -> str:
             share = 100 * count / summary.total if summary.total else 0.0
             lines.append(f"{share:6.1f} {count:8d}  {name}")
         lines.append("")
+    lines.append("== where the top 5 self-time functions are called from (nearest segue frame)")
+    for name, _ in summary.own.most_common(5):
+        lines.append(name)
+        for caller, count in summary.callers.get(name, Counter()).most_common(5):
+            lines.append(f"  {count:8d}  {caller}")
+    lines.append("")
     return "\n".join(lines)
 
 

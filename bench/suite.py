@@ -124,7 +124,7 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     rounds = args.rounds or (1 if args.quick else 3)
     load_before = os.getloadavg()
     samples: report.Samples = {"segue": defaultdict(list), "baseline": defaultdict(list)}
-    await wait_ready(services, RECOVERY_WAIT_S, STABLE_S)
+    await wait_ready(services, RECOVERY_WAIT_S)
     preloaded = None
     if sizes.preload:
         preloaded = await timed(
@@ -280,9 +280,7 @@ async def run_profile(args: argparse.Namespace) -> str:
         f"{figures['drain_jobs_per_s']:.0f} jobs/s while sampled at 200 Hz (non-blocking); "
         f"{figures['drain_cpu_ms_per_step']:.2f} ms CPU per step"
     )
-    summary = summarise_file(raw, PROFILE_TOP, header)
-    raw.unlink()
-    return summary
+    return summarise_file(raw, PROFILE_TOP, header)
 
 
 def quiet_client_logs() -> None:
