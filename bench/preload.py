@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-import asyncpg  # type: ignore[import-untyped]  # ships no type hints
+import asyncpg
 
 BATCH = 100_000
 PRELOADED_HASH = "bench-preloaded"

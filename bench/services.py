@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
-import asyncpg  # type: ignore[import-untyped]  # ships no type hints
+import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import ChannelClosed
 

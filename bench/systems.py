@@ -21,7 +21,7 @@ from typing import Protocol
 from uuid import UUID, uuid4
 
 import aio_pika
-import asyncpg  # type: ignore[import-untyped]  # ships no type hints
+import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from bench.baseline.wire import SCHEMA, Config, declare_queue, declare_updates, message

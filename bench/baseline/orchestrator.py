@@ -12,7 +12,7 @@ import signal
 from uuid import UUID
 
 import aio_pika
-import asyncpg  # type: ignore[import-untyped]  # ships no type hints
+import asyncpg
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from bench.baseline.wire import PREFETCH, STEPS, Config, declare_queue, declare_updates, message

@@ -117,3 +117,11 @@ def test_updates_of_a_job_with_an_updates_key_are_also_routed_to_it() -> None:
     assert result.headers == {"CC": ["client.c1"]}
     assert result.routing_key == f"job.{job_id}.result"
     assert plain.headers == {}
+
+
+def test_only_notices_are_transient() -> None:
+    job_id, attempt_id = uuid4(), uuid4()
+    assert not to_outbox(NotifyStatus(job_id, JobStatus.RUNNING, "a"), NAMES, NOW).persistent
+    assert not to_outbox(NotifyProgress(job_id, "a", 0.5, "half"), NAMES, NOW).persistent
+    assert to_outbox(NotifyResult(job_id, JobStatus.SUCCEEDED), NAMES, NOW).persistent
+    assert to_outbox(StopAttempt(job_id, attempt_id, "stop"), NAMES, NOW).persistent

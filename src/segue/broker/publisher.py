@@ -8,13 +8,16 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, DeliveryMode
+from aio_pika.abc import AbstractChannel, DeliveryMode
+from pamqp.commands import Basic
 
 from segue.errors import SegueError
 from segue.protocol.envelope import Outgoing
 
 JSON_CONTENT_TYPE = "application/json"
+PERSISTENT = DeliveryMode.PERSISTENT.value
+TRANSIENT = DeliveryMode.NOT_PERSISTENT.value
+Properties = Basic.Properties
 
 __all__ = ["JSON_CONTENT_TYPE", "ConfirmedPublisher", "Outgoing", "PublishError", "Publisher"]
 
@@ -41,7 +44,6 @@ class ConfirmedPublisher:
     def __init__(self, channel: AbstractChannel, confirm_timeout_s: float = 30.0) -> None:
         self._channel = channel
         self._confirm_timeout_s = confirm_timeout_s
-        self._exchanges: dict[str, AbstractExchange] = {}
 
     async def publish(self, message: Outgoing) -> None:
         """Publish and wait for the broker's confirm; raises if it is refused.
@@ -75,22 +77,17 @@ class ConfirmedPublisher:
                 raise result
         return [result is None for result in results]
 
-    async def _exchange(self, name: str) -> AbstractExchange:
-        if name == "":
-            return self._channel.default_exchange
-        exchange = self._exchanges.get(name)
-        if exchange is None:
-            exchange = await self._channel.get_exchange(name, ensure=False)
-            self._exchanges[name] = exchange
-        return exchange
-
     async def _publish(self, message: Outgoing) -> None:
-        exchange = await self._exchange(message.exchange)
-        await exchange.publish(
-            aio_pika.Message(
-                message.body,
+        # Straight to the channel underneath (what aio-pika's Exchange.publish does
+        # too), without building an aio_pika.Message for every publish.
+        channel = await self._channel.get_underlay_channel()
+        await channel.basic_publish(
+            message.body,
+            exchange=message.exchange,
+            routing_key=message.routing_key,
+            properties=Properties(
                 content_type=JSON_CONTENT_TYPE,
-                delivery_mode=DeliveryMode.PERSISTENT,
+                delivery_mode=PERSISTENT if message.persistent else TRANSIENT,
                 message_id=message.message_id,
                 priority=message.priority,
                 # str and list[str] are AMQP field values; the type is invariant in lists.
@@ -98,7 +95,6 @@ class ConfirmedPublisher:
                 reply_to=message.reply_to,
                 correlation_id=message.correlation_id,
             ),
-            routing_key=message.routing_key,
             mandatory=message.mandatory,
             timeout=self._confirm_timeout_s,
         )

@@ -23,3 +23,6 @@ class Outgoing:
     reply_to: str | None = None
     correlation_id: str | None = None
     mandatory: bool = False
+    persistent: bool = True
+    """False for a message worth nothing after a broker restart (a status notice):
+    the broker then keeps it in memory only, which costs it far less."""

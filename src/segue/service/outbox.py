@@ -130,9 +130,10 @@ def _update(
     updates_key: str | None,
 ) -> Outgoing:
     message = _message(names.updates_exchange, update_routing_key(body.job_id, kind), body)
-    if updates_key is None:
-        return message
-    return replace(message, headers={CC_HEADER: [updates_key]})
+    headers: dict[str, str | list[str]] = {} if updates_key is None else {CC_HEADER: [updates_key]}
+    # A notice is lost with a broker restart anyway (it is published once, never
+    # relayed), so the broker need not write it to disk.
+    return replace(message, headers=headers, persistent=kind == "result")
 
 
 def _message(
