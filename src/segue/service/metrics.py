@@ -28,6 +28,8 @@ class Metrics:
         self.outbox_rows = Gauge(
             "segue_outbox_rows", "Outbox rows not yet published.", registry=self.registry
         )
+        self._counted: dict[tuple[str, str], Counter] = {}
+        self._timed: dict[str, Histogram] = {}
         self.ready = Gauge(
             "segue_ready",
             "1 when the database and the broker are reachable.",
@@ -36,5 +38,12 @@ class Metrics:
 
     def observe(self, queue: str, outcome: Outcome, seconds: float) -> None:
         """Count one settled message (the consume boundary calls this)."""
-        self.messages.labels(queue=queue, verdict=outcome.verdict.value).inc()
-        self.handling_seconds.labels(queue=queue).observe(seconds)
+        key = (queue, outcome.verdict.value)
+        counter = self._counted.get(key)
+        if counter is None:  # looking a labelled child up costs more than counting
+            counter = self._counted[key] = self.messages.labels(queue=queue, verdict=key[1])
+        counter.inc()
+        timer = self._timed.get(queue)
+        if timer is None:
+            timer = self._timed[queue] = self.handling_seconds.labels(queue=queue)
+        timer.observe(seconds)
