@@ -438,6 +438,9 @@ class Store:
             max_size=pool_size,
             init=_init_connection,
             reset=_end_transaction,
+            # Every statement here takes arrays and ids whose plans do not depend on
+            # the values: planning once per connection beats planning per call.
+            server_settings={"plan_cache_mode": "force_generic_plan"},
         )
         return cls(pool)
 
