@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
 import pytest
-import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from structlog.testing import capture_logs
 
 from segue.client import SegueClient
+from structlog_state import unconfigured_structlog  # noqa: F401 - a fixture
 
 
 @dataclass
@@ -19,20 +18,6 @@ class Delivery:
     body: bytes
     correlation_id: str | None = None
     message_id: str | None = "m1"
-
-
-@pytest.fixture
-def unconfigured_structlog() -> Iterator[None]:
-    """structlog as a program that never configured it has it."""
-    saved, was_configured = structlog.get_config(), structlog.is_configured()
-    structlog.reset_defaults()
-    try:
-        yield
-    finally:
-        if was_configured:
-            structlog.configure(**saved)
-        else:
-            structlog.reset_defaults()
 
 
 async def deliver_garbage(client: SegueClient) -> None:

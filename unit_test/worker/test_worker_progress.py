@@ -95,7 +95,9 @@ async def test_a_tight_loop_sends_one_report_per_interval_at_most() -> None:
             await asyncio.sleep(0.03)
     await asyncio.sleep(0.06)
     await sender.close()
-    assert 3 <= len(recorder.sent) <= 8
+    elapsed = asyncio.get_running_loop().time() - started_at
+    # However slowly this machine ran the loop: never more than one report per interval.
+    assert 1 <= len(recorder.sent) <= elapsed / 0.05 + 1
     assert recorder.sent[-1] == ProgressReport(1.0, "step 10000"), "the latest report wins"
     times = [started_at, *recorder.sent_at]
     assert all(later - earlier >= 0.049 for earlier, later in itertools.pairwise(times))

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from segue.logs import library_logger
@@ -15,6 +13,7 @@ from segue.protocol.messages import CancelAttempt, StepSucceeded, StepTask, Work
 from segue.worker import StepContext, step_handler
 from segue.worker.attempt import AttemptSettings
 from segue.worker.attempts import RunningAttempts
+from structlog_state import unconfigured_structlog  # noqa: F401 - a fixture
 
 
 class Sink:
@@ -31,20 +30,6 @@ class Sink:
 
     async def send_or_raise(self, event: WorkerEvent) -> None:
         self.events.append(event)
-
-
-@pytest.fixture
-def unconfigured_structlog() -> Iterator[None]:
-    """structlog as a program that never configured it has it."""
-    saved, was_configured = structlog.get_config(), structlog.is_configured()
-    structlog.reset_defaults()
-    try:
-        yield
-    finally:
-        if was_configured:
-            structlog.configure(**saved)
-        else:
-            structlog.reset_defaults()
 
 
 def make_task(queue: str) -> StepTask:
