@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -104,10 +105,13 @@ def db_upgrade() -> None:
 def worker_run(
     target: Annotated[str, typer.Argument(help="MODULE:ATTR, a Worker or a factory of one")],
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT."""
+    """Run a worker until SIGTERM/SIGINT (logging: SEGUE_LOG_LEVEL, SEGUE_LOG_FORMAT)."""
     from segue.worker.runner import run_worker
 
-    configure_logging()
+    # Only these two of the orchestrator's settings apply: a worker needs no database.
+    configure_logging(
+        os.environ.get("SEGUE_LOG_LEVEL", "info"), os.environ.get("SEGUE_LOG_FORMAT", "auto")
+    )
     try:
         run_worker(target)
     except SegueError as exc:

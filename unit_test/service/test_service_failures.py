@@ -20,6 +20,8 @@ from segue.service.failures import is_transient
         (asyncpg.exceptions.DeadlockDetectedError("deadlock"), True),  # 40P01
         (asyncpg.exceptions.CannotConnectNowError("starting up"), True),  # 57P03
         (asyncpg.exceptions.ConnectionDoesNotExistError("closed"), True),
+        # seen when PostgreSQL shut down under a running statement
+        (asyncpg.exceptions.InternalClientError("another operation is in progress"), True),
         (asyncpg.exceptions.InvalidTextRepresentationError("bad"), False),  # 22P02
         (asyncpg.exceptions.ForeignKeyViolationError("fk"), False),  # 23503
         (ValueError("a bug"), False),

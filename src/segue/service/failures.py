@@ -25,5 +25,12 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", None)
         return isinstance(sqlstate, str) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
-    # The connection went away mid-statement, or the pool is closing.
-    return isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.ConnectionDoesNotExistError)
+    # The connection went away mid-statement, or the pool is closing; asyncpg reports
+    # a connection the server cut off mid-operation as an internal state error
+    # ("another operation is in progress"). The pool replaces such a connection.
+    return isinstance(
+        exc,
+        asyncpg.InterfaceError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.InternalClientError,
+    )
