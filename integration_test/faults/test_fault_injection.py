@@ -451,15 +451,14 @@ async def test_every_job_ends_once_as_planned_despite_crashes_restarts_and_stale
     if exits:
         print(f"processes that exited on their own:\n{exits}", flush=True)
 
+    dead = [dead_letter(m) for m in await drain_queue(amqp_url, names.dead_queue)]
+    dead_report = "\n".join(f"dead letter from {d.source_queue}: {d.reason}" for d in dead)
     done = run.chaos.done
     assert done["orchestrators_killed"] >= 3
     assert done[FaultKind.WORKER_KILL] >= 6
     assert done[FaultKind.RABBITMQ_RESTART] >= 1
     assert done[FaultKind.POSTGRES_RESTART] >= 1
-    assert not findings, f"seed {run.seed}:\n{findings.report()}"
+    assert not findings, f"seed {run.seed}:\n{findings.report()}\n{dead_report}"
     assert observed.left_in_outbox == 0, f"{observed.left_in_outbox} outbox rows never published"
     assert observed.left_in_events == 0, f"{observed.left_in_events} worker events never handled"
-    if observed.dead_letters:
-        dead = await drain_queue(amqp_url, names.dead_queue)
-        reasons = "\n".join(f"{d.source_queue}: {d.reason}" for d in map(dead_letter, dead))
-        pytest.fail(f"{observed.dead_letters} messages were dead-lettered:\n{reasons}")
+    assert observed.dead_letters == 0, f"{observed.dead_letters} dead-lettered:\n{dead_report}"
