@@ -33,7 +33,7 @@ class JobStatus(StrEnum):
     @property
     def is_terminal(self) -> bool:
         """Whether the job can no longer change."""
-        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+        return self not in _LIVE_JOB_STATUSES
 
 
 class AttemptStatus(StrEnum):
@@ -51,11 +51,14 @@ class AttemptStatus(StrEnum):
     @property
     def is_terminal(self) -> bool:
         """Whether the attempt is over."""
-        return self not in (
-            AttemptStatus.SCHEDULED,
-            AttemptStatus.DISPATCHED,
-            AttemptStatus.RUNNING,
-        )
+        return self not in _LIVE_ATTEMPT_STATUSES
+
+
+# Sets, not tuples of class attributes: the engine asks this for every attempt it looks at.
+_LIVE_JOB_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+_LIVE_ATTEMPT_STATUSES = frozenset(
+    {AttemptStatus.SCHEDULED, AttemptStatus.DISPATCHED, AttemptStatus.RUNNING}
+)
 
 
 class Message(BaseModel):
