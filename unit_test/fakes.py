@@ -24,7 +24,7 @@ from segue.broker.publisher import PublishError
 from segue.engine.effects import Record
 from segue.engine.state import Job
 from segue.protocol.envelope import Outgoing
-from segue.protocol.messages import HistoryEntry, JobView
+from segue.protocol.messages import HistoryEntry, JobView, WorkerEvent
 from segue.store.repository import ConcurrentInsertError, JobWrite, Locked, OutboxClaim, OutboxRow
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -427,3 +427,25 @@ class FakeQueue:
     def typed(self) -> AbstractQueue:
         """This fake typed as what consumers take."""
         return cast(AbstractQueue, self)
+
+
+class FakeSink:
+    """An event sink for the worker SDK: records every event; never fails."""
+
+    def __init__(self) -> None:
+        self.events: list[WorkerEvent] = []
+
+    async def send(self, event: WorkerEvent) -> bool:
+        self.events.append(event)
+        return True
+
+    async def send_once(self, event: WorkerEvent) -> bool:
+        self.events.append(event)
+        return True
+
+    async def send_or_raise(self, event: WorkerEvent) -> None:
+        self.events.append(event)
+
+    def of_type(self, kind: type[WorkerEvent]) -> list[Any]:
+        """The recorded events of one kind."""
+        return [event for event in self.events if isinstance(event, kind)]

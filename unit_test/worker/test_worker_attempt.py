@@ -10,6 +10,7 @@ from uuid import uuid4
 
 import pytest
 
+from fakes import FakeSink
 from segue.protocol import kinds
 from segue.protocol.messages import (
     StepFailed,
@@ -17,32 +18,10 @@ from segue.protocol.messages import (
     StepProgressed,
     StepSucceeded,
     StepTask,
-    WorkerEvent,
 )
 from segue.worker import StepContext, step_handler
 from segue.worker.attempt import Attempt, AttemptSettings, error_info, heartbeat_interval
 from segue.worker.handler import StepFunction
-
-
-class FakeSink:
-    """Records every event; never fails."""
-
-    def __init__(self) -> None:
-        self.events: list[WorkerEvent] = []
-
-    async def send(self, event: WorkerEvent) -> bool:
-        self.events.append(event)
-        return True
-
-    async def send_once(self, event: WorkerEvent) -> bool:
-        self.events.append(event)
-        return True
-
-    async def send_or_raise(self, event: WorkerEvent) -> None:
-        self.events.append(event)
-
-    def of_type(self, kind: type[WorkerEvent]) -> list[Any]:
-        return [event for event in self.events if isinstance(event, kind)]
 
 
 def make_task(heartbeat_s: float | None = None) -> StepTask:

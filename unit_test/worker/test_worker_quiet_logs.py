@@ -8,28 +8,13 @@ from uuid import uuid4
 import pytest
 from structlog.testing import capture_logs
 
+from fakes import FakeSink
 from segue.logs import library_logger
-from segue.protocol.messages import CancelAttempt, StepSucceeded, StepTask, WorkerEvent
+from segue.protocol.messages import CancelAttempt, StepSucceeded, StepTask
 from segue.worker import StepContext, step_handler
 from segue.worker.attempt import AttemptSettings
 from segue.worker.attempts import RunningAttempts
 from structlog_state import unconfigured_structlog  # noqa: F401 - a fixture
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[WorkerEvent] = []
-
-    async def send(self, event: WorkerEvent) -> bool:
-        self.events.append(event)
-        return True
-
-    async def send_once(self, event: WorkerEvent) -> bool:
-        self.events.append(event)
-        return True
-
-    async def send_or_raise(self, event: WorkerEvent) -> None:
-        self.events.append(event)
 
 
 def make_task(queue: str) -> StepTask:
@@ -43,7 +28,7 @@ def make_task(queue: str) -> StepTask:
     )
 
 
-async def run_steps() -> Sink:
+async def run_steps() -> FakeSink:
     """Start and run a succeeding and a failing step, and hear a foreign cancel."""
 
     @step_handler("ok")
@@ -54,7 +39,7 @@ async def run_steps() -> Sink:
     def boom(ctx: StepContext) -> None:
         raise RuntimeError("boom")
 
-    sink = Sink()
+    sink = FakeSink()
     attempts = RunningAttempts(sink, AttemptSettings("w1", progress_interval_s=0.01))
     for handler in (ok, boom):
         attempt = await attempts.start(make_task(handler.queue), handler, redelivered=False)
