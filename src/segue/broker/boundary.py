@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from segue.broker.publisher import Outgoing, Publisher, PublishError
+from segue.errors import describe
 from segue.logs import library_logger
 
 REASON_HEADER = "x-segue-reason"
@@ -161,7 +162,7 @@ class ConsumeBoundary:
             )
 
     async def _on_error(self, exc: Exception) -> Outcome:
-        reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+        reason = describe(exc)[:MAX_REASON_CHARS]
         if self._is_transient(exc):
             self._log.warning("handler_failed_transiently", error=reason)
             await asyncio.sleep(self._retry_delay_s)

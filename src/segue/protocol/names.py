@@ -94,6 +94,10 @@ def client_updates_key(client_id: str) -> str:
     return key
 
 
+EVERY_ATTEMPT_BINDING = "attempt.*"
+"""Binding key that receives the control messages of every attempt."""
+
+
 def attempt_control_key(attempt_id: UUID) -> str:
     """Routing key of control messages for one step attempt."""
     return f"attempt.{attempt_id}"

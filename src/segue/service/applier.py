@@ -26,6 +26,7 @@ from segue.engine.events import Event, TimerFired
 from segue.engine.machine import decide
 from segue.engine.state import Job
 from segue.engine.timers import next_wakeup
+from segue.errors import describe
 from segue.protocol.envelope import Outgoing
 from segue.protocol.names import Names
 from segue.service.outbox import is_durable, latest_notices, to_outbox
@@ -158,9 +159,7 @@ class Applier:
         now = self._clock()
         async with self._store.transaction() as tx:
             locked = await tx.lock_jobs(change.job_id for change in changes)
-            folds: dict[UUID, _Fold] = {}
-            applied = [self._decide(folds, locked, change, now) for change in changes]
-            rows, notices = await self._write(tx, folds.values(), now)
+            applied, rows, notices = await self._decide_and_write(tx, locked, changes, now)
         await self._sender.send(rows, notices)
         return applied
 
@@ -175,17 +174,14 @@ class Applier:
         due: list[UUID] = []
         try:
             async with self._store.transaction() as tx:
-                jobs = await tx.due_jobs(now, limit)
-                due = [job.job.job_id for job in jobs]
-                folds: dict[UUID, _Fold] = {}
-                locked = {job.job.job_id: job for job in jobs}
-                for job_id in due:
-                    self._decide(folds, locked, Change(job_id, TIMER_FIRED), now)
-                rows, notices = await self._write(tx, folds.values(), now)
+                locked = {job.job.job_id: job for job in await tx.due_jobs(now, limit)}
+                due = list(locked)
+                timers = [Change(job_id, TIMER_FIRED) for job_id in due]
+                _, rows, notices = await self._decide_and_write(tx, locked, timers, now)
         except Exception as exc:
             if not due or self._is_transient(exc):
                 raise
-            self._log.warning("timers_batch_failed", jobs=len(due), error=_describe(exc))
+            self._log.warning("timers_batch_failed", jobs=len(due), error=describe(exc))
             await self._sweep_one_by_one(due)
             return len(due)
         await self._sender.send(rows, notices)
@@ -200,9 +196,23 @@ class Applier:
                     raise
                 until = self._clock() + POSTPONE_FAILED_TIMER
                 self._log.error(
-                    "timer_failed", job_id=str(job_id), error=_describe(exc), retry_at=str(until)
+                    "timer_failed", job_id=str(job_id), error=describe(exc), retry_at=str(until)
                 )
                 await self._store.postpone_wakeup(job_id, until)
+
+    async def _decide_and_write(
+        self,
+        tx: JobTransactionPort,
+        locked: dict[UUID, Locked],
+        changes: Sequence[Change],
+        now: datetime,
+    ) -> tuple[list[Applied], list[OutboxRow], list[Outgoing]]:
+        """Fold ``decide`` over each job's changes and write the batch; returns one
+        :class:`Applied` per change, the outbox rows written and the notices."""
+        folds: dict[UUID, _Fold] = {}
+        applied = [self._decide(folds, locked, change, now) for change in changes]
+        rows, notices = await self._write(tx, folds.values(), now)
+        return applied, rows, notices
 
     def _decide(
         self, folds: dict[UUID, _Fold], locked: dict[UUID, Locked], change: Change, now: datetime
@@ -240,7 +250,3 @@ class Applier:
         ]
         rows = [OutboxRow(row_id, message) for row_id, message in zip(ids, durable, strict=True)]
         return rows, notices
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

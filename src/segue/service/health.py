@@ -20,6 +20,7 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import make_wsgi_app
 
+from segue.errors import describe
 from segue.service.metrics import Metrics
 from segue.store.repository import Store
 
@@ -71,7 +72,7 @@ class HealthMonitor:
                 await self._store.ping()
                 self._metrics.outbox_rows.set(await self._store.outbox_size())
         except Exception as exc:
-            problems["database"] = f"{type(exc).__name__}: {exc}"[:300]
+            problems["database"] = describe(exc)[:300]
         if self._connection.is_closed or not self._connection.connected.is_set():
             problems["broker"] = "connection to RabbitMQ is closed (reconnecting)"
         if problems.keys() != self.readiness.problems.keys():

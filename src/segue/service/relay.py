@@ -22,6 +22,7 @@ from typing import Protocol
 import structlog
 
 from segue.broker.publisher import Publisher
+from segue.errors import describe
 from segue.protocol.envelope import Outgoing
 from segue.store.repository import OutboxClaim, OutboxRow
 
@@ -114,7 +115,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._log.warning("outbox_relay_failed", error=f"{type(exc).__name__}: {exc}")
+                self._log.warning("outbox_relay_failed", error=describe(exc))
                 await asyncio.sleep(self._interval_s)
 
     async def flush_confirmed(self) -> None:

@@ -122,7 +122,7 @@ WITH inserted AS (
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[],
         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
         $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
-        $17::int4[], $18::timestamptz[], $19::int4[], $66::text[])
+        $17::int4[], $18::timestamptz[], $19::int4[], $20::text[])
       AS t(job_id, workflow_name, workflow_version, workflow_hash, status, priority, reference,
         params, outputs, crashes, error, current_step, created_at, updated_at, finished_at,
         deadline_at, run, wake_at, last_seq, updates_key)
@@ -137,9 +137,9 @@ WITH inserted AS (
         error = CASE WHEN u.error_set THEN u.error::jsonb ELSE j.error END,
         updated_at = u.updated_at, finished_at = u.finished_at, deadline_at = u.deadline_at,
         run = u.run, wake_at = u.wake_at, last_seq = u.last_seq
-    FROM unnest($20::uuid[], $21::text[], $22::int2[], $23::text[], $24::text[], $25::text[],
-        $26::text[], $27::bool[], $28::text[], $29::timestamptz[], $30::timestamptz[],
-        $31::timestamptz[], $32::int4[], $33::timestamptz[], $34::int4[])
+    FROM unnest($21::uuid[], $22::text[], $23::int2[], $24::text[], $25::text[], $26::text[],
+        $27::text[], $28::bool[], $29::text[], $30::timestamptz[], $31::timestamptz[],
+        $32::timestamptz[], $33::int4[], $34::timestamptz[], $35::int4[])
       AS u(job_id, status, priority, current_step, params, outputs, crashes, error_set, error,
         updated_at, finished_at, deadline_at, run, wake_at, last_seq)
     WHERE j.job_id = u.job_id
@@ -152,10 +152,10 @@ WITH inserted AS (
         t.due_at, t.dispatched_at, t.started_at, t.finished_at, t.last_seen_at, t.worker_id,
         t.run, t.progress, t.progress_message, t.output::jsonb, t.error::jsonb, t.item_index,
         t.iteration
-    FROM unnest($35::uuid[], $36::uuid[], $37::int4[], $38::text[], $39::int4[], $40::text[],
-        $41::timestamptz[], $42::timestamptz[], $43::timestamptz[], $44::timestamptz[],
-        $45::timestamptz[], $46::timestamptz[], $47::text[], $48::int4[], $49::float8[],
-        $50::text[], $51::text[], $52::text[], $53::int4[], $54::int4[])
+    FROM unnest($36::uuid[], $37::uuid[], $38::int4[], $39::text[], $40::int4[], $41::text[],
+        $42::timestamptz[], $43::timestamptz[], $44::timestamptz[], $45::timestamptz[],
+        $46::timestamptz[], $47::timestamptz[], $48::text[], $49::int4[], $50::float8[],
+        $51::text[], $52::text[], $53::text[], $54::int4[], $55::int4[])
       AS t(attempt_id, job_id, ordinal, step, number, status, created_at, due_at,
         dispatched_at, started_at, finished_at, last_seen_at, worker_id, run, progress,
         progress_message, output, error, item_index, iteration)
@@ -171,13 +171,13 @@ WITH inserted AS (
         iteration = EXCLUDED.iteration
 ), history AS (
     INSERT INTO job_events (job_id, seq, type, data, at)
-    SELECT t.job_id, t.seq, t.type, t.data::jsonb, COALESCE($59::timestamptz, now())
-    FROM unnest($55::uuid[], $56::int4[], $57::text[], $58::text[]) AS t(job_id, seq, type, data)
+    SELECT t.job_id, t.seq, t.type, t.data::jsonb, COALESCE($60::timestamptz, now())
+    FROM unnest($56::uuid[], $57::int4[], $58::text[], $59::text[]) AS t(job_id, seq, type, data)
     WHERE t.job_id IN (SELECT job_id FROM inserted UNION ALL SELECT job_id FROM updated)
 ), sent AS (
     INSERT INTO outbox (exchange, routing_key, body, headers, priority, message_id)
     SELECT t.exchange, t.routing_key, t.body, t.headers::jsonb, t.priority, t.message_id
-    FROM unnest($60::text[], $61::text[], $62::bytea[], $63::text[], $64::int2[], $65::text[])
+    FROM unnest($61::text[], $62::text[], $63::bytea[], $64::text[], $65::int2[], $66::text[])
       WITH ORDINALITY AS t(exchange, routing_key, body, headers, priority, message_id, n)
     ORDER BY t.n
     RETURNING id
@@ -305,7 +305,6 @@ class JobTransaction:
             *_history_columns(writes),
             aware(at, "at"),
             *_outbox_columns(outbox),
-            [w.after.updates_key for w in new],
         )
         if row["inserted"] != len(new):
             raise ConcurrentInsertError(f"{len(new) - row['inserted']} of the new jobs exist")
@@ -632,6 +631,7 @@ def _insert_job_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
         [job.run for job in jobs],
         [aware(w.wake_at, "wake_at") for w in writes],
         [len(w.records) for w in writes],
+        [job.updates_key for job in jobs],
     ]
 
 

@@ -20,11 +20,10 @@ from pydantic import TypeAdapter
 from segue.logs import library_logger
 from segue.protocol.codec import InvalidMessageError, decode
 from segue.protocol.messages import CancelAttempt
+from segue.protocol.names import EVERY_ATTEMPT_BINDING
 
 CANCEL_ADAPTER: TypeAdapter[CancelAttempt] = TypeAdapter(CancelAttempt)
 RPC_TIMEOUT_S = 10.0
-EVERY_ATTEMPT_BINDING = "attempt.*"
-"""Topic binding matching :func:`segue.protocol.names.attempt_control_key` of any attempt."""
 
 
 class ControlListener:

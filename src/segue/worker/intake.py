@@ -43,6 +43,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from segue.broker.boundary import ConsumeBoundary, Outcome, Verdict
 from segue.broker.topology import declare_queue
+from segue.errors import describe
 from segue.logs import library_logger
 from segue.protocol.codec import TASK_ADAPTER, InvalidMessageError, decode
 from segue.protocol.messages import StepTask
@@ -267,7 +268,7 @@ class TaskIntake:
             try:
                 await self._reconcile()
             except Exception as exc:  # e.g. the broker is away; consumers are retried
-                self._log.warning("task_consume_failed", error=f"{type(exc).__name__}: {exc}")
+                self._log.warning("task_consume_failed", error=describe(exc))
                 await asyncio.sleep(delay)
             else:
                 return
