@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 ci/setup.sh
 ci/services.sh
+ci/tls.sh  # TLS services for integration_test/tls (needs root; see the script)
 ci/lint.sh
 ci/typecheck.sh
 ci/unit.sh

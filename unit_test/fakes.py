@@ -25,7 +25,14 @@ from segue.engine.effects import Record
 from segue.engine.state import Job
 from segue.protocol.envelope import Outgoing
 from segue.protocol.messages import HistoryEntry, JobView, WorkerEvent
-from segue.store.repository import ConcurrentInsertError, JobWrite, Locked, OutboxClaim, OutboxRow
+from segue.store.repository import (
+    ConcurrentInsertError,
+    JobWrite,
+    Locked,
+    OutboxClaim,
+    OutboxRow,
+    PendingCancel,
+)
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -68,6 +75,8 @@ class _Staged:
     history: dict[UUID, list[HistoryRow]] = field(default_factory=dict)
     outbox: dict[int, Outgoing] = field(default_factory=dict)
     writes: list[JobWrite] = field(default_factory=list)
+    pending_cancels: dict[UUID, PendingCancel] = field(default_factory=dict)
+    taken_cancels: list[UUID] = field(default_factory=list)
 
 
 class FakeTransaction:
@@ -77,10 +86,23 @@ class FakeTransaction:
         self._store = store
         self.staged = _Staged()
 
-    async def lock_jobs(self, job_ids: Iterable[UUID]) -> dict[UUID, Locked]:
+    async def lock_jobs(
+        self, job_ids: Iterable[UUID], *, absent_too: bool = False
+    ) -> dict[UUID, Locked]:
         wanted = list(job_ids)
         self._store.locked.append(wanted)
         return {job_id: self._store.jobs[job_id] for job_id in wanted if job_id in self._store.jobs}
+
+    async def take_pending_cancels(self, job_ids: Sequence[UUID]) -> dict[UUID, PendingCancel]:
+        taken = {
+            i: self._store.pending_cancels[i] for i in job_ids if i in self._store.pending_cancels
+        }
+        self.staged.taken_cancels.extend(taken)
+        return taken
+
+    async def add_pending_cancels(self, cancels: Sequence[PendingCancel]) -> None:
+        for cancel in cancels:
+            self.staged.pending_cancels.setdefault(cancel.job_id, cancel)
 
     async def due_jobs(self, now: datetime, limit: int) -> list[Locked]:
         due = [
@@ -152,6 +174,7 @@ class FakeJobStore:
         self.next_write_errors: list[Exception] = []
         self.next_write_hook: Callable[[], Awaitable[object]] | None = None
         self.next_outbox_id = 1
+        self.pending_cancels: dict[UUID, PendingCancel] = {}
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -216,6 +239,10 @@ class FakeJobStore:
         for job_id, rows in staged.history.items():
             self.history.setdefault(job_id, []).extend(rows)
         self.outbox.update(staged.outbox)
+        for job_id in staged.taken_cancels:
+            self.pending_cancels.pop(job_id, None)
+        for job_id, cancel in staged.pending_cancels.items():
+            self.pending_cancels.setdefault(job_id, cancel)
         if staged.writes:
             self.committed.append(staged.writes)
 
@@ -231,6 +258,7 @@ def job_view(job: Job, history: Sequence[HistoryEntry] = ()) -> JobView:
         run=job.run,
         priority=job.priority,
         reference=job.reference,
+        owner=job.owner,
         params=job.params,
         current_step=job.current_step,
         outputs=job.outputs,
@@ -255,6 +283,8 @@ class FakeRelayStore:
         """Ids of every successful delete, claimed or not."""
         self.claimed: list[list[int]] = []
         self.failing_deletes = 0
+        self.quarantined: dict[int, tuple[int, str]] = {}
+        """Quarantined row ids: (failures, reason)."""
         self._next_id = 1
 
     def add(self, message: Outgoing, created_at: datetime) -> int:
@@ -278,7 +308,7 @@ class FakeRelayStore:
         ids = sorted(
             row_id
             for row_id, created_at in self.created_at.items()
-            if created_at < older_than and row_id not in skip
+            if created_at < older_than and row_id not in skip and row_id not in self.quarantined
         )[:limit]
         self.claimed.append(ids)
         to_delete: list[int] = []
@@ -288,6 +318,9 @@ class FakeRelayStore:
 
         yield OutboxClaim([OutboxRow(row_id, self.rows[row_id]) for row_id in ids], delete)
         self._delete(to_delete)
+
+    async def quarantine_outbox(self, row_id: int, failures: int, reason: str) -> None:
+        self.quarantined[row_id] = (failures, reason)
 
     def _delete(self, ids: Sequence[int]) -> None:
         self.deleted.append(list(ids))
@@ -378,6 +411,7 @@ class FakeMessage:
     redelivered: bool = False
     reply_to: str | None = None
     correlation_id: str | None = None
+    user_id: str | None = None
     headers: dict[str, Any] = field(default_factory=dict)
     settled: list[str] = field(default_factory=list)
     """``ack``, ``requeue`` or ``reject``, once per call."""

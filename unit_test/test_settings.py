@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from segue.errors import ConfigurationError
+from segue.protocol.topology import DeadLetterBounds
 from segue.settings import load_settings
 
 
@@ -53,3 +54,43 @@ def test_passwords_are_masked_for_logs() -> None:
     assert "secret" not in shown
     assert "hunter2" not in shown
     assert "user:***@broker" in shown
+
+
+def test_retention_and_dead_letter_bounds_have_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (
+        "SEGUE_RETENTION_DAYS",
+        "SEGUE_RETENTION_INTERVAL_S",
+        "SEGUE_DEAD_LETTER_MAX_LENGTH",
+        "SEGUE_DEAD_LETTER_TTL_DAYS",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    settings = load_settings()
+    assert (settings.retention_days, settings.retention_interval_s) == (30, 600)
+    assert settings.dead_letter_bounds == DeadLetterBounds(max_length=100_000, ttl_days=14)
+
+
+def test_retention_and_dead_letter_bounds_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SEGUE_RETENTION_DAYS", "0")
+    monkeypatch.setenv("SEGUE_RETENTION_INTERVAL_S", "60")
+    monkeypatch.setenv("SEGUE_DEAD_LETTER_MAX_LENGTH", "500")
+    monkeypatch.setenv("SEGUE_DEAD_LETTER_TTL_DAYS", "0")
+    settings = load_settings()
+    assert (settings.retention_days, settings.retention_interval_s) == (0, 60)
+    assert settings.dead_letter_bounds == DeadLetterBounds(max_length=500, ttl_days=0)
+
+
+@pytest.mark.parametrize(
+    "var",
+    [
+        "SEGUE_RETENTION_DAYS",
+        "SEGUE_RETENTION_INTERVAL_S",
+        "SEGUE_DEAD_LETTER_MAX_LENGTH",
+        "SEGUE_DEAD_LETTER_TTL_DAYS",
+    ],
+)
+def test_negative_bounds_are_refused(monkeypatch: pytest.MonkeyPatch, var: str) -> None:
+    monkeypatch.setenv(var, "-1")
+    with pytest.raises(ConfigurationError, match=var):
+        load_settings()

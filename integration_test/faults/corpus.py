@@ -447,8 +447,6 @@ def bad_other_commands() -> list[Hostile]:
             Hostile(name, Target.COMMANDS, as_json({**body, "job_id": str(job_id)}), reason)
         )
     parked: dict[str, tuple[dict[str, Any], str]] = {
-        "cancel-unknown-job-1": ({"type": "cancel_job", "job_id": str(uuid4())}, "unknown job"),
-        "cancel-unknown-job-2": ({"type": "cancel_job", "job_id": str(uuid4())}, "unknown job"),
         "cancel-job-id-missing": ({"type": "cancel_job"}, "job_id"),
         "cancel-job-id-bad": ({"type": "cancel_job", "job_id": "abc"}, "job_id"),
         "get-job-no-reply-to-1": ({"type": "get_job", "job_id": str(uuid4())}, "reply_to"),

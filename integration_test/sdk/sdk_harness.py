@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 import aio_pika
@@ -27,6 +27,7 @@ from segue.protocol.messages import (
     Update,
 )
 from segue.protocol.names import CC_HEADER, Names, attempt_control_key, update_routing_key
+from segue.protocol.tokens import token_digest as digest_of
 from segue.protocol.topology import exchanges
 
 E = TypeVar("E")
@@ -34,7 +35,7 @@ WAIT_S = 10.0
 
 
 def make_task(queue: str, **fields: Any) -> StepTask:
-    """A step task for ``queue`` with fresh ids."""
+    """A step task for ``queue`` with fresh ids and a fresh token."""
     data: dict[str, Any] = {
         "job_id": uuid4(),
         "workflow": "energy_plan",
@@ -42,6 +43,7 @@ def make_task(queue: str, **fields: Any) -> StepTask:
         "queue": queue,
         "attempt": 1,
         "attempt_id": uuid4(),
+        "token": uuid4().hex,
     }
     data.update(fields)
     return StepTask(**data)
@@ -61,6 +63,7 @@ class Harness:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.commands: asyncio.Queue[tuple[Command, AbstractIncomingMessage]] = asyncio.Queue()
         self.updates_keys: dict[UUID, str] = {}
+        self.owners: dict[UUID, str] = {}
         self.dead: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
     @classmethod
@@ -104,9 +107,28 @@ class Harness:
         exchange = await self.channel.get_exchange(self.names.tasks_exchange)
         await exchange.publish(aio_pika.Message(body), routing_key=queue)
 
-    async def publish_cancel(self, task: StepTask, reason: str = "cancelled by test") -> None:
-        """Tell the worker running ``task`` to stop."""
-        command = CancelAttempt(job_id=task.job_id, attempt_id=task.attempt_id, reason=reason)
+    async def publish_cancel(
+        self,
+        task: StepTask,
+        reason: str = "cancelled by test",
+        *,
+        worker_id: str | None = None,
+        token_digest: str | Literal["of_task"] | None = "of_task",
+    ) -> None:
+        """Tell the worker running ``task`` to stop (``worker_id``: only that worker).
+
+        The cancel carries the digest of the task's token, as the orchestrator's
+        do, unless ``token_digest`` says otherwise.
+        """
+        if token_digest == "of_task":
+            token_digest = None if task.token is None else digest_of(task.token)
+        command = CancelAttempt(
+            job_id=task.job_id,
+            attempt_id=task.attempt_id,
+            reason=reason,
+            worker_id=worker_id,
+            token_digest=token_digest,
+        )
         exchange = await self.channel.get_exchange(self.names.control_exchange)
         await exchange.publish(
             aio_pika.Message(encode(command)), routing_key=attempt_control_key(task.attempt_id)
@@ -157,6 +179,8 @@ class Harness:
                 command = decode(COMMAND_ADAPTER, message.body)
                 if isinstance(command, SubmitJob) and command.updates_key is not None:
                     self.updates_keys[command.job_id] = command.updates_key
+                if isinstance(command, SubmitJob) and message.user_id:
+                    self.owners[command.job_id] = message.user_id
                 self.commands.put_nowait((command, message))
 
         await queue.consume(on_command)
@@ -178,17 +202,23 @@ class Harness:
         )
 
     async def publish_update(
-        self, update: Update, kind: str, job_id: UUID, message_id: str | None = None
+        self,
+        update: Update,
+        kind: str,
+        job_id: UUID,
+        message_id: str | None = None,
+        owner: str | None = None,
     ) -> None:
-        """Publish a job update on ``job.<id>.<kind>``, and to its submitter's updates
-        key (CC) when a submission seen by :meth:`watch_commands` gave one, as the
-        orchestrator does."""
+        """Publish a job update on ``client.<owner>.job.<id>.<kind>``, and to its
+        submitter's updates key (CC) when a submission seen by :meth:`watch_commands`
+        gave one, as the orchestrator does. The owner is ``owner``, else the user of
+        that submission."""
         exchange = await self.channel.get_exchange(self.names.updates_exchange)
         updates_key = self.updates_keys.get(job_id)
         headers: dict[str, Any] = {} if updates_key is None else {CC_HEADER: [updates_key]}
         await exchange.publish(
             aio_pika.Message(encode(update), message_id=message_id or uuid4().hex, headers=headers),
-            routing_key=update_routing_key(job_id, kind),
+            routing_key=update_routing_key(job_id, kind, owner or self.owners.get(job_id)),
         )
 
     # --- cleanup ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from segue.client import (
     BrokerUnavailableError,
+    ForbiddenError,
     JobRejectedError,
     NotConnectedError,
     RequestFailedError,
@@ -32,6 +33,7 @@ from segue.protocol.messages import (
     JobStatusChanged,
     JobView,
     ListWorkflows,
+    RetryJob,
     SubmitJob,
     Update,
     WorkflowInfo,
@@ -97,7 +99,7 @@ async def test_submit_then_follow_updates_to_the_result(harness: Harness) -> Non
 
     assert submit.job_id == job.job_id
     assert submit.updates_key is not None
-    assert submit.updates_key.startswith("client."), "updates come on the client's own key"
+    assert submit.updates_key.startswith("client.guest."), "updates come on the user's own key"
     assert (submit.workflow, submit.params) == ("energy_plan", {"horizon_years": 5})
     assert (submit.priority, submit.reference) == (7, "order-1")
     assert accepted == sent[0][0]
@@ -175,7 +177,11 @@ async def test_result_of_a_running_job_waits_for_the_update(harness: Harness) ->
         await asyncio.sleep(0.2)
         assert not waiting.done()
         done = JobFinished(job_id=job_id, status=JobStatus.TIMED_OUT, at=NOW)
-        await harness.publish_update(done, "result", job_id)
+        # Followed with the user's own binding: only the user's job's updates come.
+        await harness.publish_update(done, "result", job_id, owner="somebody-else")
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await harness.publish_update(done, "result", job_id, owner="guest")
         result = await waiting
 
     assert result == done
@@ -242,6 +248,52 @@ async def test_get_and_workflows_are_answered_on_the_reply_queue(harness: Harnes
         assert await listing == [info]
         with pytest.raises(RequestFailedError, match="try later"):
             await failing
+
+
+async def test_commands_carry_the_connection_user_as_user_id(harness: Harness) -> None:
+    await harness.watch_commands()
+    job_id = uuid4()
+    async with client_for(harness) as client:
+        await client.submit("quick_check", job_id=job_id)
+        _, submitted = await harness.next_command(SubmitJob)
+        await client.cancel(job_id)
+        _, cancelled = await harness.next_command(CancelJob)
+        getting = asyncio.create_task(client.get(job_id))
+        _, queried = await harness.next_command(GetJob)
+        await harness.reply(queried, JobReply(job_id=job_id, job=None))
+        await getting
+
+    # The URL's user; RabbitMQ itself refuses any other (see test_e2e_permissions).
+    assert [m.user_id for m in (submitted, cancelled, queried)] == ["guest"] * 3
+    assert queried.reply_to is not None
+    assert queried.reply_to.startswith(harness.names.reply_queue_prefix("guest"))
+
+
+async def test_an_update_older_than_the_last_seen_is_dropped(harness: Harness) -> None:
+    await harness.watch_commands()
+    async with client_for(harness) as client:
+        job = await client.submit("quick_check")
+        await harness.next_command(SubmitJob)
+        running = JobStatusChanged(job_id=job.job_id, status=JobStatus.RUNNING, at=NOW, seq=2)
+        late = JobProgressed(job_id=job.job_id, step="a", fraction=0.1, at=NOW, seq=1)
+        done = JobFinished(job_id=job.job_id, status=JobStatus.SUCCEEDED, at=NOW, seq=3)
+        await harness.publish_update(running, "status", job.job_id)
+        await harness.publish_update(late, "progress", job.job_id)
+        await harness.publish_update(done, "result", job.job_id)
+        got = await asyncio.wait_for(_collect(job.updates()), 5)
+
+    assert got == [running, done]
+
+
+async def test_a_forbidden_answer_raises_forbidden_error(harness: Harness) -> None:
+    await harness.watch_commands()
+    async with client_for(harness) as client:
+        retrying = asyncio.create_task(client.retry(uuid4()))
+        _, request = await harness.next_command(RetryJob)
+        refusal = ErrorInfo(kind=kinds.FORBIDDEN, message="job belongs to another user")
+        await harness.reply(request, ErrorReply(error=refusal))
+        with pytest.raises(ForbiddenError, match="another user"):
+            await retrying
 
 
 async def test_cancel_sends_the_reason(harness: Harness) -> None:

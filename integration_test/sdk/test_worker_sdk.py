@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -57,9 +58,10 @@ async def test_a_task_is_reported_started_then_progress_then_succeeded(harness: 
     assert {p.message for p in progress} <= {"part 1", "part 2", "part 3"}
     assert isinstance(succeeded, StepSucceeded)
     assert succeeded.output == {"cost_eur": 42, "prepared": {"ok": True}}
-    assert {(e.job_id, e.attempt_id, e.worker_id) for e in events} == {
-        (task.job_id, task.attempt_id, "w-test")
-    }
+    assert {(e.job_id, e.attempt_id, e.worker_id, e.token) for e in events} == {
+        (task.job_id, task.attempt_id, "w-test", task.token)
+    }, "every report carries the task's token"
+    assert all(e.sent_at is not None for e in events)
     assert await harness.task_queue_depth("sdk_async") == 0, "the task was acknowledged"
 
 
@@ -260,6 +262,91 @@ async def test_an_invalid_task_is_dead_lettered_with_the_reason(harness: Harness
     assert "job_id" in reason
     assert headers[SOURCE_QUEUE_HEADER] == harness.names.task_queue("sdk_async")
     assert isinstance(events[-1], StepSucceeded), "the worker goes on after a poison task"
+
+
+async def test_an_undecodable_task_with_ids_is_reported_failed_and_dead_lettered(
+    harness: Harness,
+) -> None:
+    @step_handler("sdk_async")
+    async def noop(ctx: StepContext) -> None:
+        return None
+
+    await harness.watch_events()
+    await harness.watch_dead_letters()
+    task = make_task("sdk_async")
+    body = task.model_dump(mode="json", exclude={"workflow"})
+    async with worker_for(harness, [noop]):
+        await harness.publish_raw_task("sdk_async", json.dumps(body).encode())
+        failed = await harness.next_event()
+        dead = await asyncio.wait_for(harness.dead.get(), 10)
+
+    assert isinstance(failed, StepFailed)
+    assert (failed.job_id, failed.attempt_id, failed.token) == (
+        task.job_id,
+        task.attempt_id,
+        task.token,
+    )
+    assert failed.sent_at is not None
+    assert failed.error.kind == "invalid_task"
+    assert "workflow" in failed.error.message
+    assert not failed.retryable
+    assert "invalid step task" in str((dead.headers or {})[REASON_HEADER])
+
+
+async def test_a_task_of_an_attempt_cancelled_before_it_arrived_is_dropped_unrun(
+    harness: Harness,
+) -> None:
+    ran: list[str] = []
+
+    @step_handler("sdk_async")
+    async def record(ctx: StepContext) -> None:
+        ran.append(str(ctx.attempt_id))
+
+    await harness.watch_events()
+    cancelled, later = make_task("sdk_async"), make_task("sdk_async")
+    async with worker_for(harness, [record]):
+        await harness.publish_cancel(cancelled, "job cancelled")
+        await asyncio.sleep(0.3)  # the worker hears the cancel (another queue) first
+        await harness.publish_task(cancelled)
+        await harness.publish_task(later)
+        events = await harness.events_until(is_terminal)
+        events += await harness.quiet_for(0.3)
+
+    assert {e.attempt_id for e in events} == {later.attempt_id}, "nothing reported of it"
+    assert ran == [str(later.attempt_id)], "it never ran"
+    assert await harness.task_queue_depth("sdk_async") == 0, "it was taken off its queue"
+
+
+async def test_a_worker_ignores_a_cancel_for_another_worker_or_without_the_token_digest(
+    harness: Harness,
+) -> None:
+    entered = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    @step_handler("sdk_async")
+    async def endless(ctx: StepContext) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    await harness.watch_events()
+    task = make_task("sdk_async")
+    async with worker_for(harness, [endless], worker_id="w-test"):
+        await harness.publish_task(task)
+        assert isinstance(await harness.next_event(), StepStarted)
+        await asyncio.wait_for(entered.wait(), 5)
+        await harness.publish_cancel(task, worker_id="w-other")
+        await harness.publish_cancel(task, token_digest=None)
+        await harness.publish_cancel(task, token_digest="0" * 32)
+        await asyncio.sleep(0.5)
+        still_running = not cancelled.is_set()
+        await harness.publish_cancel(task, worker_id="w-test")
+        await asyncio.wait_for(cancelled.wait(), 5)
+
+    assert still_running, "none of the three cancels was for this worker's attempt"
 
 
 async def test_stop_lets_running_steps_finish_and_leaves_the_rest_queued(

@@ -33,11 +33,15 @@ worker_app = typer.Typer(no_args_is_help=True, help="Run workers written with th
 workflows_app = typer.Typer(no_args_is_help=True, help="Inspect and check workflow definitions.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Inspect and control jobs.")
 protocol_app = typer.Typer(no_args_is_help=True, help="The message protocol.")
+outbox_app = typer.Typer(
+    no_args_is_help=True, help="Messages the broker kept refusing (quarantined outbox rows)."
+)
 app.add_typer(db_app, name="db")
 app.add_typer(worker_app, name="worker")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(protocol_app, name="protocol")
+app.add_typer(outbox_app, name="outbox")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -99,6 +103,56 @@ def db_upgrade() -> None:
     except SegueError as exc:
         _fail(str(exc))
     Console().print("database is up to date")
+
+
+@outbox_app.command("list")
+def outbox_list() -> None:
+    """Show quarantined outbox rows: where they were going and why the broker refused them."""
+    from rich.table import Table
+
+    from segue.store.repository import Store
+
+    async def quarantined() -> list[Any]:
+        store = await Store.connect(_settings().database_url, pool_size=1)
+        try:
+            return list(await store.quarantined_outbox())
+        finally:
+            await store.close()
+
+    rows = _run(quarantined())
+    if not rows:
+        Console().print("no quarantined outbox rows")
+        return
+    table = Table("id", "exchange", "routing key", "failures", "quarantined at", "reason")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.exchange,
+            row.routing_key,
+            str(row.failures),
+            row.quarantined_at.isoformat(timespec="seconds"),
+            row.last_error or "",
+        )
+    Console().print(table)
+
+
+@outbox_app.command("release")
+def outbox_release(
+    row_ids: Annotated[
+        list[int] | None, typer.Argument(help="rows to release (default: every quarantined row)")
+    ] = None,
+) -> None:
+    """Give quarantined rows back to the relay (after fixing what the broker refused)."""
+    from segue.store.repository import Store
+
+    async def release() -> int:
+        store = await Store.connect(_settings().database_url, pool_size=1)
+        try:
+            return await store.release_outbox(row_ids or None)
+        finally:
+            await store.close()
+
+    Console().print(f"released {_run(release())} outbox rows")
 
 
 @worker_app.command("run")

@@ -13,9 +13,15 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from segue.broker.env import safe_url
 from segue.errors import ConfigurationError
 from segue.protocol.codec import DEFAULT_MAX_BODY_BYTES
 from segue.protocol.names import NAMESPACE_PATTERN
+from segue.protocol.topology import (
+    DEFAULT_DEAD_LETTER_MAX_LENGTH,
+    DEFAULT_DEAD_LETTER_TTL_DAYS,
+    DeadLetterBounds,
+)
 
 ENV_PREFIX = "SEGUE_"
 
@@ -45,9 +51,40 @@ class Settings(BaseSettings):
     relay_grace_s: float = Field(
         default=5.0, ge=0, description="outbox rows older than this are left to the relay"
     )
+    retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=36500,
+        description="finished jobs (with their attempts and history) not updated for this "
+        "long are deleted; 0: kept forever",
+    )
+    retention_interval_s: float = Field(
+        default=600.0, gt=0, description="how often old finished jobs are looked for"
+    )
+    dead_letter_max_length: int = Field(
+        default=DEFAULT_DEAD_LETTER_MAX_LENGTH,
+        ge=0,
+        description="dead letters kept; past that the oldest are dropped; 0: no limit",
+    )
+    dead_letter_ttl_days: float = Field(
+        default=DEFAULT_DEAD_LETTER_TTL_DAYS,
+        ge=0,
+        le=3650,  # RabbitMQ's longest message TTL
+        description="how long a dead letter is kept; 0: no limit",
+    )
     http_host: str = Field(default="0.0.0.0", description="address of /healthz, /readyz, /metrics")  # noqa: S104
     http_port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
     migrate_on_start: bool = Field(default=True, description="run `db upgrade` in `serve`")
+    admins: str = Field(
+        default="",
+        description="comma-separated RabbitMQ users that may cancel, retry and read every job",
+    )
+    max_event_lag_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="longest a backlog of worker events (or a worker clock behind) may hold "
+        "deadlines back",
+    )
     log_level: str = Field(default="info")
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
 
@@ -68,10 +105,20 @@ class Settings(BaseSettings):
             raise ValueError("must name a database, e.g. postgresql://host/segue")
         return value
 
+    @property
+    def admin_users(self) -> frozenset[str]:
+        """The users of :attr:`admins`."""
+        return frozenset(user.strip() for user in self.admins.split(",") if user.strip())
+
+    @property
+    def dead_letter_bounds(self) -> DeadLetterBounds:
+        """How much the dead-letter queue keeps."""
+        return DeadLetterBounds(self.dead_letter_max_length, self.dead_letter_ttl_days)
+
     def safe_dict(self) -> dict[str, Any]:
         """The settings with passwords masked, for logging."""
         data = self.model_dump(mode="json")
-        data["amqp_url"] = _mask(self.amqp_url)
+        data["amqp_url"] = safe_url(self.amqp_url)
         data["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
         return data
 
@@ -86,12 +133,3 @@ def load_settings(**overrides: Any) -> Settings:
             for err in exc.errors(include_url=False)
         ]
         raise ConfigurationError("invalid settings:\n  " + "\n  ".join(problems)) from exc
-
-
-def _mask(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"

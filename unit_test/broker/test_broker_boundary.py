@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from fakes import FakeMessage, FakePublisher, incoming
 from segue.broker.boundary import (
+    MAX_REASON_CHARS,
     REASON_HEADER,
     SOURCE_QUEUE_HEADER,
     ConsumeBoundary,
@@ -91,6 +92,21 @@ async def test_a_dead_outcome_is_published_to_the_dead_exchange_with_its_reason(
         REASON_HEADER: "refused bad-1",
         SOURCE_QUEUE_HEADER: QUEUE,
     }
+
+
+async def test_a_long_reason_is_cut_in_the_dead_letter_header_and_the_body_kept_whole() -> None:
+    publisher = FakePublisher()
+    body = b"bad-" + b"x" * 100_000
+    batch = messages(body)
+
+    await boundary(publisher).settle_batch(QUEUE, incoming(batch), Recorder())
+
+    (dead,) = publisher.published
+    assert dead.body == body
+    reason = str(dead.headers[REASON_HEADER])
+    assert len(reason) <= MAX_REASON_CHARS
+    assert reason.startswith("refused bad-xxx")
+    assert reason.endswith("more characters)")
 
 
 async def test_a_message_that_cannot_be_dead_lettered_is_requeued_not_lost() -> None:

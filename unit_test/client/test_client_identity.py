@@ -1,4 +1,4 @@
-"""Job ids: chosen, derived from an idempotency key, or random."""
+"""Who the client is: its user, from the broker URL; job ids: chosen, derived or random."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from uuid import UUID, uuid5
 import pytest
 
 from segue.client import SEGUE_IDEMPOTENCY_NAMESPACE, job_id_for_key
-from segue.client.identity import choose_job_id
+from segue.client.identity import choose_job_id, connection_user
 
 
 def test_the_same_key_always_names_the_same_job() -> None:
@@ -30,3 +30,17 @@ def test_choose_job_id() -> None:
         choose_job_id(given, "k")
     with pytest.raises(ValueError, match="empty"):
         job_id_for_key("")
+
+
+@pytest.mark.parametrize(
+    ("url", "user"),
+    [
+        ("amqp://segue-alice:pw@rabbit:5672/", "segue-alice"),
+        ("amqps://bob:pw@rabbit/prod?cafile=/ca.pem", "bob"),
+        ("amqp://ops%40example.com:pw@rabbit/", "ops@example.com"),
+        ("amqp://rabbit:5672/", "guest"),
+        ("amqp://:pw@rabbit/", "guest"),
+    ],
+)
+def test_the_connection_user_is_the_urls_else_guest(url: str, user: str) -> None:
+    assert connection_user(url) == user

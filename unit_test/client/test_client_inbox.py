@@ -23,16 +23,18 @@ from segue.protocol.messages import (
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def status(job_id: UUID, value: JobStatus = JobStatus.RUNNING) -> JobStatusChanged:
-    return JobStatusChanged(job_id=job_id, status=value, step="prepare", at=NOW)
+def status(
+    job_id: UUID, value: JobStatus = JobStatus.RUNNING, seq: int | None = None
+) -> JobStatusChanged:
+    return JobStatusChanged(job_id=job_id, status=value, step="prepare", at=NOW, seq=seq)
 
 
-def progress(job_id: UUID, fraction: float) -> JobProgressed:
-    return JobProgressed(job_id=job_id, step="prepare", fraction=fraction, at=NOW)
+def progress(job_id: UUID, fraction: float, seq: int | None = None) -> JobProgressed:
+    return JobProgressed(job_id=job_id, step="prepare", fraction=fraction, at=NOW, seq=seq)
 
 
-def finished(job_id: UUID) -> JobFinished:
-    return JobFinished(job_id=job_id, status=JobStatus.SUCCEEDED, output={"x": 1}, at=NOW)
+def finished(job_id: UUID, seq: int | None = None) -> JobFinished:
+    return JobFinished(job_id=job_id, status=JobStatus.SUCCEEDED, output={"x": 1}, at=NOW, seq=seq)
 
 
 async def test_replies_go_to_the_request_with_their_correlation_id() -> None:
@@ -74,6 +76,52 @@ async def test_a_terminal_status_without_result_asks_for_a_query() -> None:
     routed = inbox.deliver(encode(status(job_id, JobStatus.SUCCEEDED)), None, None)
     assert routed.routing is Routing.TERMINAL_STATUS
     assert routed.job_id == job_id
+
+
+async def test_an_update_older_than_the_last_seen_is_dropped() -> None:
+    inbox = Inbox()
+    job_id = uuid4()
+    feed = inbox.follow(job_id)
+    reader = feed.reader()
+    assert inbox.deliver(encode(progress(job_id, 0.5, seq=4)), None, None).routing is Routing.UPDATE
+    older = inbox.deliver(encode(progress(job_id, 0.2, seq=3)), None, None)
+    assert older.routing is Routing.STALE
+    assert "seq 3" in older.reason
+    same = inbox.deliver(encode(status(job_id, seq=4)), None, None)
+    assert same.routing is Routing.STALE, "a repeated seq is no newer"
+    assert inbox.deliver(encode(progress(job_id, 0.7, seq=5)), None, None).routing is Routing.UPDATE
+    assert [await reader.get() for _ in range(len(reader))] == [
+        progress(job_id, 0.5, seq=4),
+        progress(job_id, 0.7, seq=5),
+    ]
+    assert feed.last_seq == 5
+
+
+async def test_a_status_or_progress_after_the_result_is_ignored() -> None:
+    inbox = Inbox()
+    job_id = uuid4()
+    feed = inbox.follow(job_id)
+    backlog = feed.reader()
+    assert inbox.deliver(encode(finished(job_id, seq=9)), None, None).routing is Routing.FINISHED
+    late_status = inbox.deliver(encode(status(job_id, seq=7)), None, None)
+    late_progress = inbox.deliver(encode(progress(job_id, 0.9, seq=8)), None, None)
+    assert (late_status.routing, late_progress.routing) == (Routing.STALE, Routing.STALE)
+    assert len(backlog) == 1
+    assert await backlog.get() == finished(job_id, seq=9)
+    assert feed.first == finished(job_id, seq=9)
+
+
+async def test_updates_without_seq_are_never_dropped() -> None:
+    inbox = Inbox()
+    job_id = uuid4()
+    feed = inbox.follow(job_id)
+    reader = feed.reader()
+    inbox.deliver(encode(status(job_id, seq=3)), None, None)
+    refused = JobFinished(job_id=job_id, status=JobStatus.FAILED, at=NOW)  # no seq
+    assert inbox.deliver(encode(refused), None, None).routing is Routing.FINISHED
+    assert len(reader) == 2
+    assert feed.result == refused
+    assert feed.last_seq == 3
 
 
 def test_garbage_is_reported_not_raised() -> None:

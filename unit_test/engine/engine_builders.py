@@ -54,9 +54,14 @@ def pipeline() -> Workflow:
     )
 
 
-def submit(wf: Workflow, params: dict[str, Any] | None = None, now: datetime = T0) -> Decision:
-    """Submit a job of ``wf`` with ``params``."""
-    event = JobSubmitted(job_id=JOB_ID, workflow=wf, workflow_hash="h", params=params or {})
+def submit(
+    wf: Workflow, params: dict[str, Any] | None = None, now: datetime = T0, **fields: Any
+) -> Decision:
+    """Submit a job of ``wf`` with ``params``; ``fields`` set more of the submission
+    (``secret``, ``owner``, ``cancelled``)."""
+    event = JobSubmitted(
+        job_id=JOB_ID, workflow=wf, workflow_hash="h", params=params or {}, **fields
+    )
     return decide(None, event, now)
 
 
@@ -81,9 +86,9 @@ class Run:
     decisions: list[Decision] = field(default_factory=list)
 
     @classmethod
-    def submitted(cls, wf: Workflow, params: dict[str, Any] | None = None) -> Run:
-        """A run whose job was just submitted at ``T0``."""
-        decision = submit(wf, params)
+    def submitted(cls, wf: Workflow, params: dict[str, Any] | None = None, **fields: Any) -> Run:
+        """A run whose job was just submitted at ``T0`` (``fields``: see :func:`submit`)."""
+        decision = submit(wf, params, **fields)
         return cls(job=decision.job, decisions=[decision])
 
     def apply(self, event: Event, seconds: float) -> Decision:

@@ -156,7 +156,7 @@ def test_map_runs_each_item_at_most_max_concurrency_at_a_time_in_item_order() ->
     run = Run.submitted(_mapped())
     first = _all_tasks(run)
     assert [(t.item, t.item_index, t.attempt) for t in first] == [("a", 0, 1), ("b", 1, 1)]
-    assert run.decisions[0].effects[0] == NotifyStatus(JOB_ID, JobStatus.QUEUED, "each")
+    assert run.decisions[0].effects[0] == NotifyStatus(JOB_ID, JobStatus.QUEUED, "each", seq=1)
     item_b = live_ids(run.job)[1]
     run.apply(StepSucceeded(item_b, {"n": "b"}), 1)  # finishes before item 0
     assert _all_tasks(run)[-1].item_index == 2, "the freed slot runs the next item"
@@ -212,7 +212,7 @@ def test_too_many_failed_items_stop_the_others_and_fail_the_step() -> None:
     item_a, item_b = live_ids(run.job)
     run.apply(StepStarted(item_b, "w2"), 1)
     decision = run.apply(StepFailed(item_a, BOOM, retryable=False), 2)
-    assert stops(decision) == [StopAttempt(JOB_ID, item_b, "step 'each' failed")]
+    assert stops(decision) == [StopAttempt(JOB_ID, item_b, "step 'each' failed", worker_id="w2")]
     assert run.live.attempt(item_b).status is AttemptStatus.CANCELLED  # type: ignore[union-attr]
     cleanup = _all_tasks(run)[-1]
     assert cleanup.step == "cleanup"
@@ -258,7 +258,8 @@ def test_map_item_progress_is_announced_for_the_whole_step() -> None:
     item_a, item_b = live_ids(run.job)
     run.apply(StepSucceeded(item_a, {"n": "a"}), 1)
     decision = run.apply(StepProgressed(item_b, 0.5, "meshing"), 2)
-    assert decision.effects == (NotifyProgress(JOB_ID, "each", 0.5, "item 1: meshing"),)
+    # seq 3: after "queued" (submission) and "running" (item 0's result)
+    assert decision.effects == (NotifyProgress(JOB_ID, "each", 0.5, "item 1: meshing", seq=3),)
     assert decision.records[-1].data["item_index"] == 1
 
 
@@ -325,7 +326,7 @@ def test_branches_run_together_and_join_before_the_next_step() -> None:
         ("costs", "q-costs", {"prepare": {"grid": 7}}),
         ("emissions", "q-emissions", {"grid": 7}),
     ]
-    assert decision.effects[0] == NotifyStatus(JOB_ID, JobStatus.RUNNING, "fan")
+    assert decision.effects[0] == NotifyStatus(JOB_ID, JobStatus.RUNNING, "fan", seq=2)
     costs, emissions = live_ids(run.job)
     waiting = run.apply(StepSucceeded(emissions, {"t": 3}), 2)
     assert tasks(waiting) == []
@@ -375,7 +376,7 @@ def test_too_many_failed_branches_stop_the_others_and_fail_the_step() -> None:
     costs, emissions = live_ids(run.job)
     run.apply(StepStarted(costs, "w1"), 2)
     decision = run.apply(StepFailed(emissions, FATAL, retryable=False), 3)
-    assert stops(decision) == [StopAttempt(JOB_ID, costs, "step 'fan' failed")]
+    assert stops(decision) == [StopAttempt(JOB_ID, costs, "step 'fan' failed", worker_id="w1")]
     cleanup = tasks(decision)[-1]
     assert cleanup.step == "cleanup"
     assert cleanup.inputs["_failure"]["step"] == "fan"

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import pytest
-from engine_builders import JOB_ID, T0, Run, at, current, pipeline, step, submit, types, workflow
+from engine_builders import (
+    JOB_ID,
+    T0,
+    Run,
+    at,
+    current,
+    pipeline,
+    step,
+    stops,
+    submit,
+    types,
+    workflow,
+)
 
+from segue.engine import machine
 from segue.engine.backoff import retry_delay_s
 from segue.engine.effects import DispatchStep, NotifyResult, NotifyStatus, StopAttempt
 from segue.engine.events import (
@@ -49,7 +60,7 @@ def test_three_steps_run_in_order_with_params_and_inputs() -> None:
     first = run.decisions[0]
     assert types(first.records) == ["job_submitted", "step_dispatched"]
     assert first.records[0].data["params"] == {"mode": "full", "horizon": 3}
-    assert first.effects[0] == NotifyStatus(JOB_ID, JobStatus.QUEUED, "prepare")
+    assert first.effects[0] == NotifyStatus(JOB_ID, JobStatus.QUEUED, "prepare", seq=1)
     _finish_step(run, {"grid": 7}, 10)
     _finish_step(run, {"cost": 1.5}, 20)
     _finish_step(run, {"report": "ok"}, 30)
@@ -65,7 +76,11 @@ def test_three_steps_run_in_order_with_params_and_inputs() -> None:
     assert job.status is JobStatus.SUCCEEDED
     assert job.finished_at == at(31)
     assert job.current_step == "report"
-    assert _results(run) == [NotifyResult(JOB_ID, JobStatus.SUCCEEDED, output={"report": "ok"})]
+    # the result is the job's last update: queued, running, simulate, report, succeeded
+    assert _results(run) == [
+        NotifyResult(JOB_ID, JobStatus.SUCCEEDED, output={"report": "ok"}, seq=5)
+    ]
+    assert job.update_seq == 5
 
 
 def test_branch_on_a_param_skips_a_step() -> None:
@@ -142,7 +157,8 @@ def test_retries_back_off_exponentially_up_to_the_cap_then_fail() -> None:
     assert run.live.status is JobStatus.FAILED
     assert run.live.error == BOOM.model_copy(update={"step": "a"})
     assert types(run.decisions[-1].records) == ["step_started", "step_failed", "job_failed"]
-    assert _results(run) == [NotifyResult(JOB_ID, JobStatus.FAILED, error=run.live.error)]
+    seq = run.live.update_seq  # the result is the job's last update
+    assert _results(run) == [NotifyResult(JOB_ID, JobStatus.FAILED, error=run.live.error, seq=seq)]
 
 
 def test_retry_record_explains_the_delay_and_the_error() -> None:
@@ -239,7 +255,9 @@ def test_cancel_while_running_stops_the_worker_and_a_late_result_is_ignored() ->
     run.apply(StepStarted(run.attempt_id, worker_id="w1"), 1)
     attempt_id = run.attempt_id
     cancel = run.apply(CancelRequested("user changed their mind"), 2)
-    assert cancel.effects[0] == StopAttempt(JOB_ID, attempt_id, "user changed their mind")
+    assert cancel.effects[0] == StopAttempt(
+        JOB_ID, attempt_id, "user changed their mind", worker_id="w1"
+    )
     result = cancel.effects[1]
     assert isinstance(result, NotifyResult)
     assert result.status is JobStatus.CANCELLED
@@ -275,14 +293,15 @@ def test_result_before_started_is_accepted_and_late_started_ignored() -> None:
     assert late.ignored == "job is succeeded"
 
 
-def test_progress_after_result_is_ignored_without_a_record() -> None:
+def test_progress_after_result_is_ignored_without_a_record_and_its_worker_told_to_stop() -> None:
     run = Run.submitted(pipeline())
     first = run.attempt_id
     _finish_step(run, {}, 1)
-    decision = run.apply(StepProgressed(first, 0.9, "almost"), 3)
+    decision = run.apply(StepProgressed(first, 0.9, "almost", worker_id="w1"), 3)
     assert decision.ignored == "stale attempt (already succeeded)"
     assert decision.records == ()
-    assert decision.effects == ()
+    reason = "not yours to run: stale attempt (already succeeded)"
+    assert decision.effects == (StopAttempt(JOB_ID, first, reason, worker_id="w1"),)
 
 
 def test_progress_is_stored_announced_and_not_repeated() -> None:
@@ -316,7 +335,9 @@ def test_lost_heartbeat_redispatches_then_quarantines_the_poison_job() -> None:
     lost_id = run.attempt_id
     first = run.apply(TimerFired(), 50)
     assert types(first.effects) == ["StopAttempt", "DispatchStep"]
-    assert first.effects[0] == StopAttempt(JOB_ID, lost_id, "heartbeat timeout after 30s")
+    assert first.effects[0] == StopAttempt(
+        JOB_ID, lost_id, "heartbeat timeout after 30s", worker_id="w1"
+    )
     assert types(first.records) == ["step_lost", "step_dispatched"]
     assert first.records[0].data["reason"] == "heartbeat timeout after 30s"
     assert [a.status for a in run.live.attempts] == [AttemptStatus.LOST, AttemptStatus.DISPATCHED]
@@ -337,6 +358,8 @@ def test_redelivery_to_another_worker_counts_as_a_crash() -> None:
     run.apply(StepStarted(attempt_id, worker_id="w1"), 1)
     moved = run.apply(StepStarted(attempt_id, worker_id="w2", redelivered=True), 40)
     assert types(moved.records) == ["step_redelivered"]
+    away = "task redelivered after worker 'w1' went away"
+    assert moved.effects == (StopAttempt(JOB_ID, attempt_id, away, worker_id="w1"),)
     attempt = current(run.job)
     assert (attempt.worker_id, attempt.started_at, attempt.status) == (
         "w2",
@@ -345,7 +368,11 @@ def test_redelivery_to_another_worker_counts_as_a_crash() -> None:
     )
     assert run.live.crashes == {"a": 1}
     final = run.apply(StepStarted(attempt_id, worker_id="w3", redelivered=True), 41)
-    assert types(final.effects) == ["StopAttempt", "NotifyResult"]
+    assert types(final.effects) == ["StopAttempt", "StopAttempt", "NotifyResult"]
+    assert [(s.worker_id, s.reason) for s in stops(final)] == [
+        ("w2", "task redelivered after worker 'w2' went away"),
+        ("w3", "not yours to run: job is failed"),
+    ], "the quarantined job's task stops on the previous worker and on the new one"
     assert run.live.error is not None
     assert run.live.error.message == (
         "worker lost 2 times: task redelivered after worker 'w2' went away"
@@ -403,15 +430,23 @@ def test_step_timeout_is_a_step_failure_under_the_retry_policy(non_retryable: li
         assert next_wakeup(run.live) == at(55)
 
 
-def test_engine_failure_is_returned_not_raised() -> None:
+def test_engine_failure_on_a_worker_event_is_returned_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     run = Run.submitted(workflow(step("a", heartbeat_s=10)))
     run.apply(StepStarted(run.attempt_id), 1)
-    naive = datetime(2024, 5, 1, 13, 0)  # cannot be compared with the job's aware times
-    decision = decide(run.job, TimerFired(), naive)
-    assert decision.ignored is not None
-    assert decision.ignored.startswith("engine error: TypeError")
+
+    def broken(*args: object) -> None:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(machine, "_apply_heartbeat", broken)
+    decision = decide(run.job, StepHeartbeat(run.attempt_id), at(2))
+    assert decision.ignored == "engine error: TypeError: a bug"
+    assert decision.engine_error
     assert decision.job == run.job
+    assert decision.effects == ()
     assert types(decision.records) == ["engine_error"]
+    assert decision.records[0].data == {"event": "step_heartbeat", "error": decision.ignored}
 
 
 def test_submission_is_pinned_to_its_workflow() -> None:

@@ -18,7 +18,7 @@ BOOM = ErrorInfo(kind="Boom", message="it broke")
 
 
 def test_a_dispatched_attempt_without_dispatch_timeout_needs_no_wakeup() -> None:
-    assert next_wakeup(Run.submitted(workflow(step("a"))).live) is None
+    assert next_wakeup(Run.submitted(workflow(step("a", dispatch_timeout_s=None))).live) is None
 
 
 def test_wakeup_is_the_earliest_deadline() -> None:

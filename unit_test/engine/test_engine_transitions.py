@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import pytest
-from engine_builders import JOB_ID, Run, at, current, step, types, workflow
+from engine_builders import JOB_ID, Run, at, current, step, stops, types, workflow
 
+from segue.engine.effects import StopAttempt
 from segue.engine.events import (
     CancelRequested,
     Event,
@@ -66,6 +67,9 @@ def _first(job: Job) -> UUID:
 EVENTS: dict[str, Callable[[Job], Event]] = {
     "started": lambda j: StepStarted(_cur(j), worker_id="w1"),
     "started_redelivered_w2": lambda j: StepStarted(_cur(j), worker_id="w2", redelivered=True),
+    "started_w2": lambda j: StepStarted(_cur(j), worker_id="w2"),
+    "heartbeat_w2": lambda j: StepHeartbeat(_cur(j), worker_id="w2"),
+    "succeeded_w2": lambda j: StepSucceeded(_cur(j), {"x": 1}, worker_id="w2"),
     "progress": lambda j: StepProgressed(_cur(j), 0.5, "half"),
     "progress_first": lambda j: StepProgressed(_first(j), 0.5, "half"),
     "heartbeat": lambda j: StepHeartbeat(_cur(j)),
@@ -120,7 +124,14 @@ ROWS = [
     Row("dispatched", "submit", Q, A.DISPATCHED, ("NotifyStatus",), ("submission_ignored",),
         "duplicate submission"),
     Row("running", "started", R, A.RUNNING, (), ("event_ignored",), "attempt already running"),
-    Row("running", "started_redelivered_w2", R, A.RUNNING, (), ("step_redelivered",)),
+    Row("running", "started_redelivered_w2", R, A.RUNNING, ("StopAttempt",),
+        ("step_redelivered",)),
+    Row("running", "started_w2", R, A.RUNNING, ("StopAttempt",), ("event_ignored",),
+        "attempt runs on worker 'w1'"),
+    Row("running", "heartbeat_w2", R, A.RUNNING, ("StopAttempt",),
+        ignored="attempt runs on worker 'w1'"),
+    Row("running", "succeeded_w2", R, A.RUNNING, (), ("event_ignored",),
+        "attempt runs on worker 'w1'"),
     Row("running", "progress", R, A.RUNNING, ("NotifyProgress",), ("step_progress",)),
     Row("running", "heartbeat", R, A.RUNNING),
     Row("running", "succeeded", R, A.DISPATCHED, ("NotifyStatus", "DispatchStep"),
@@ -130,22 +141,26 @@ ROWS = [
         ("step_failed", "job_failed")),
     Row("running", "cancel", C, A.CANCELLED, ("StopAttempt", "NotifyResult"), ("job_cancelled",)),
     Row("running", "timer", R, A.RUNNING, ignored="no deadline due"),
-    Row("scheduled", "heartbeat", R, A.SCHEDULED, ignored="attempt not dispatched yet"),
+    Row("scheduled", "heartbeat", R, A.SCHEDULED, ("StopAttempt",),
+        ignored="attempt not dispatched yet"),
     Row("scheduled", "succeeded_first", R, A.SCHEDULED, (), ("event_ignored",),
         "stale attempt (already failed)"),
     Row("scheduled", "cancel", C, A.CANCELLED, ("NotifyResult",), ("job_cancelled",)),
     Row("scheduled", "timer", R, A.SCHEDULED, ignored="no deadline due"),
     Row("step2", "started", R, A.RUNNING, (), (STARTED,)),
-    Row("step2", "progress_first", R, A.DISPATCHED, ignored="stale attempt (already succeeded)"),
-    Row("succeeded", "progress", S, A.SUCCEEDED, ignored="job is succeeded"),
-    Row("succeeded", "heartbeat", S, A.SUCCEEDED, ignored="job is succeeded"),
-    Row("succeeded", "started", S, A.SUCCEEDED, (), ("event_ignored",), "job is succeeded"),
+    Row("step2", "progress_first", R, A.DISPATCHED, ("StopAttempt",),
+        ignored="stale attempt (already succeeded)"),
+    Row("succeeded", "progress", S, A.SUCCEEDED, ("StopAttempt",), ignored="job is succeeded"),
+    Row("succeeded", "heartbeat", S, A.SUCCEEDED, ("StopAttempt",), ignored="job is succeeded"),
+    Row("succeeded", "started", S, A.SUCCEEDED, ("StopAttempt",), ("event_ignored",),
+        "job is succeeded"),
     Row("succeeded", "failed", S, A.SUCCEEDED, (), ("event_ignored",), "job is succeeded"),
     Row("succeeded", "cancel", S, A.SUCCEEDED, (), ("cancel_ignored",), "job is succeeded"),
     Row("succeeded", "timer", S, A.SUCCEEDED, ignored="job is succeeded"),
     Row("succeeded", "submit", S, A.SUCCEEDED, ("NotifyStatus",), ("submission_ignored",),
         "duplicate submission"),
     Row("cancelled", "succeeded", C, A.CANCELLED, (), ("event_ignored",), "job is cancelled"),
+    Row("cancelled", "heartbeat", C, A.CANCELLED, ("StopAttempt",), ignored="job is cancelled"),
     Row("cancelled", "cancel", C, A.CANCELLED, (), ("cancel_ignored",), "job is cancelled"),
 ]  # fmt: skip
 
@@ -153,7 +168,8 @@ ROWS = [
 @pytest.mark.parametrize("row", ROWS, ids=[f"{row.state}-{row.event}" for row in ROWS])
 def test_transition(row: Row) -> None:
     job = _state(row.state)
-    decision = decide(job, EVENTS[row.event](job), at(5))
+    event = EVENTS[row.event](job)
+    decision = decide(job, event, at(5))
     assert decision.rejected is None
     assert decision.ignored == row.ignored
     assert decision.job is not None
@@ -163,6 +179,10 @@ def test_transition(row: Row) -> None:
     assert types(decision.records) == list(row.records)
     if row.ignored is not None:
         assert decision.job == job, "an ignored event must not change the job"
+        for stop in stops(decision):  # a report of work the worker must not do
+            assert isinstance(event, StepStarted | StepProgressed | StepHeartbeat)
+            reason = f"not yours to run: {row.ignored}"
+            assert stop == StopAttempt(JOB_ID, event.attempt_id, reason, event.worker_id or None)
     else:
         assert decision.job.updated_at == at(5)
 

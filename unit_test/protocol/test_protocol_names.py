@@ -7,7 +7,7 @@ from uuid import UUID
 import pytest
 
 from segue.protocol.names import Names, attempt_control_key, update_routing_key
-from segue.protocol.topology import orchestrator_queues, task_queue
+from segue.protocol.topology import DeadLetterBounds, orchestrator_queues, task_queue
 
 
 def test_names_are_prefixed_by_the_namespace() -> None:
@@ -36,3 +36,29 @@ def test_consumed_and_task_queues_dead_letter_to_the_dead_exchange() -> None:
     for spec in [*consumed, task_queue(names, "optimise")]:
         assert spec.arguments["x-dead-letter-exchange"] == "acme.dead"
     assert task_queue(names, "optimise").arguments["x-max-priority"] == 9
+
+
+def test_the_dead_letter_queue_keeps_the_newest_letters_for_a_while() -> None:
+    names = Names("acme")
+    (dead,) = [q for q in orchestrator_queues(names) if q.name == names.dead_queue]
+    assert dead.bounds == {
+        "x-max-length": 100_000,
+        "x-overflow": "drop-head",
+        "x-message-ttl": 14 * 86_400_000,
+    }
+    assert (dead.bind_exchange, dead.arguments) == ("acme.dead", {})
+
+
+@pytest.mark.parametrize(
+    ("bounds", "arguments"),
+    [
+        (DeadLetterBounds(5, 0), {"x-max-length": 5, "x-overflow": "drop-head"}),
+        (DeadLetterBounds(0, 0.5), {"x-message-ttl": 43_200_000}),
+        (DeadLetterBounds(0, 0), {}),
+    ],
+)
+def test_dead_letter_bounds_of_zero_are_left_out(
+    bounds: DeadLetterBounds, arguments: dict[str, object]
+) -> None:
+    (dead,) = [q for q in orchestrator_queues(Names(), bounds) if q.name == "segue.dead"]
+    assert dead.bounds == arguments

@@ -3,6 +3,7 @@ poison job from stopping the timers of the others."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -10,6 +11,9 @@ import pytest
 
 from fakes import Clock, FakeJobStore, FakeSender
 from segue.engine import events as ev
+from segue.engine.effects import Decision, Record
+from segue.engine.machine import decide
+from segue.engine.state import Job
 from segue.protocol.codec import TASK_ADAPTER, UPDATE_ADAPTER, decode
 from segue.protocol.messages import (
     AttemptStatus,
@@ -19,7 +23,8 @@ from segue.protocol.messages import (
     JobStatus,
     JobStatusChanged,
 )
-from segue.service.applier import POSTPONE_FAILED_TIMER, Change
+from segue.service.applier import MAX_POSTPONE, POSTPONE_FAILED_TIMER, Applier, Change
+from segue.service.failures import is_transient
 from segue.store.repository import ConcurrentInsertError
 from segue.workflows.loader import Catalog
 from shell_builders import (
@@ -337,3 +342,67 @@ async def test_a_transient_failure_while_retrying_jobs_alone_propagates(
 
     assert [job_id for job_id, _ in store.postponed] == [POISON]
     assert store.job(JOB_A).status is JobStatus.QUEUED
+
+
+async def test_a_job_whose_timers_keep_failing_waits_longer_each_time(workflows: Catalog) -> None:
+    store, sender, clock = FakeJobStore(), FakeSender(), Clock()
+    await submit_slow_jobs(workflows, store, clock, POISON)
+    store.fail_writes_of(POISON, data_error)
+    failures: list[int] = []
+    shell = Applier(
+        store, sender, NAMES, clock, is_transient, on_timer_failed=lambda: failures.append(1)
+    )
+    waits = []
+    for _ in range(8):
+        now = clock.advance(JOB_TIMEOUT_S + 3600 * 2)
+        await shell.sweep(limit=100)
+        waits.append(store.postponed[-1][1] - now)
+
+    assert waits[:6] == [POSTPONE_FAILED_TIMER * 2**n for n in range(6)]
+    assert waits[6:] == [MAX_POSTPONE, MAX_POSTPONE]  # capped
+    assert len(failures) == 8
+
+
+async def test_a_timer_the_engine_fails_on_is_postponed_not_tried_every_second(
+    workflows: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, sender, clock = FakeJobStore(), FakeSender(), Clock()
+    await submit_slow_jobs(workflows, store, clock, JOB_A)
+    now = clock.advance(JOB_TIMEOUT_S + 1)
+
+    def broken(job: Job | None, event: ev.Event, at: datetime) -> Decision:
+        if isinstance(event, ev.TimerFired) and job is not None:
+            record = Record("engine_error", {"event": "timer_fired", "error": "boom"})
+            return Decision(job=job, records=(record,), ignored="boom", engine_error=True)
+        return decide(job, event, at)
+
+    monkeypatch.setattr("segue.service.applier.decide", broken)
+    failures: list[int] = []
+    shell = Applier(
+        store, sender, NAMES, clock, is_transient, on_timer_failed=lambda: failures.append(1)
+    )
+
+    assert await shell.sweep(limit=100) == 1
+    clock.advance(1)
+    assert await shell.sweep(limit=100) == 0  # not due again a second later
+
+    assert store.history_types(JOB_A).count("engine_error") == 1
+    wake_at = store.wake_at[JOB_A]
+    assert wake_at is not None
+    assert wake_at >= now + MAX_POSTPONE
+    assert failures == [1]
+
+
+async def test_the_sweeper_judges_deadlines_at_the_events_horizon(workflows: Catalog) -> None:
+    store, sender, clock = FakeJobStore(), FakeSender(), Clock()
+    await submit_slow_jobs(workflows, store, clock, JOB_A)
+    clock.advance(JOB_TIMEOUT_S + 10)
+    horizon = clock() - timedelta(seconds=20)  # the events queue lags 20 s behind
+    shell = Applier(store, sender, NAMES, clock, is_transient, horizon=lambda: horizon)
+
+    assert await shell.sweep(limit=100) == 0
+    assert store.job(JOB_A).status is JobStatus.QUEUED
+
+    horizon = clock()  # caught up
+    assert await shell.sweep(limit=100) == 1
+    assert store.job(JOB_A).status is JobStatus.TIMED_OUT

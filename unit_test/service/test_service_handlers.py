@@ -43,7 +43,7 @@ from shell_builders import NAMES, applier, body, catalog, first_attempt, raw
 JOB_A = UUID("00000000-0000-4000-8000-00000000000a")
 JOB_B = UUID("00000000-0000-4000-8000-00000000000b")
 JOB_C = UUID("00000000-0000-4000-8000-00000000000c")
-REPLY_QUEUE = "amq.gen-client-1"
+REPLY_QUEUE = NAMES.reply_queue_prefix(None) + "client-1"
 
 
 @dataclass
@@ -94,7 +94,14 @@ def shell() -> Shell:
     store, sender, publisher, clock = FakeJobStore(), FakeSender(), FakePublisher(), Clock()
     workflows = catalog()
     handlers = Handlers(
-        applier(store, sender, clock), store, workflows, publisher, NAMES, clock, 100_000
+        applier(store, sender, clock),
+        store,
+        workflows,
+        publisher,
+        NAMES,
+        clock,
+        100_000,
+        new_secret=lambda: None,  # attempt ids as :func:`first_attempt` derives them
     )
     return Shell(store, sender, publisher, workflows, handlers)
 
@@ -217,11 +224,35 @@ async def test_a_duplicate_submission_is_acked_and_makes_one_job(shell: Shell) -
     assert len(tasks) == 2  # one per job
 
 
-async def test_cancel_of_an_unknown_job_is_dead_lettered(shell: Shell) -> None:
-    outcome = await shell.command(message(CancelJob(job_id=JOB_A)))
+async def test_a_cancel_of_a_job_not_submitted_yet_is_kept_for_its_submission(
+    shell: Shell,
+) -> None:
+    outcome = await shell.command(message(CancelJob(job_id=JOB_A, reason="changed my mind")))
 
-    assert outcome == Outcome.dead(f"cancel of unknown job {JOB_A}")
+    assert outcome.verdict is Verdict.ACK
+    assert outcome.event == "cancel_pending"
     assert shell.store.jobs == {}
+    assert shell.store.pending_cancels[JOB_A].reason == "changed my mind"
+
+    submitted = await shell.command(submit(JOB_A))
+
+    assert submitted == acked("job_submitted")
+    job = shell.store.job(JOB_A)
+    assert job.status is JobStatus.CANCELLED
+    assert job.attempts == ()
+    assert shell.store.history_types(JOB_A) == ["job_submitted", "job_cancelled"]
+    assert [m for m in shell.sender.messages if m.exchange == NAMES.tasks_exchange] == []
+    assert shell.store.pending_cancels == {}
+
+
+async def test_a_cancel_before_its_submission_in_one_batch_ends_the_job_unrun(
+    shell: Shell,
+) -> None:
+    outcomes = await shell.commands(message(CancelJob(job_id=JOB_A)), submit(JOB_A))
+
+    assert [o.event for o in outcomes] == ["cancel_pending", "job_submitted"]
+    assert shell.store.job(JOB_A).status is JobStatus.CANCELLED
+    assert shell.store.pending_cancels == {}
 
 
 async def test_cancel_of_a_job_is_applied_then_ignored(shell: Shell) -> None:
@@ -322,13 +353,13 @@ async def test_outcomes_of_a_mixed_command_batch_come_in_message_order(shell: Sh
         (Verdict.DEAD_LETTER, "message_dead_lettered"),
         (Verdict.ACK, "job_queried"),
         (Verdict.ACK, "job_submitted"),
-        (Verdict.DEAD_LETTER, "message_dead_lettered"),
+        (Verdict.ACK, "cancel_pending"),
         (Verdict.DEAD_LETTER, "message_dead_lettered"),
         (Verdict.ACK, "job_cancel_applied"),
         (Verdict.DEAD_LETTER, "message_dead_lettered"),
     ]
     assert outcomes[0].reason.startswith("invalid command")
-    assert outcomes[3].reason == f"cancel of unknown job {JOB_B}"
+    assert str(JOB_B) in outcomes[3].reason
     assert outcomes[4].reason.startswith("list_workflows without reply_to")
     assert "nope" in outcomes[6].reason
     assert shell.store.transactions == 2  # the first submission, then this whole batch

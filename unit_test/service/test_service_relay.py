@@ -9,7 +9,7 @@ import pytest
 
 from fakes import T0, Clock, FakePublisher, FakeRelayStore, refuse_keys
 from segue.protocol.envelope import Outgoing
-from segue.service.relay import OutboxRelay
+from segue.service.relay import QUARANTINE_AFTER, OutboxRelay
 from segue.store.repository import OutboxRow
 
 GRACE_S = 5.0
@@ -176,3 +176,49 @@ async def test_an_outage_singles_out_no_row() -> None:
 
     assert store.claimed[-1] == [row.id for row in rows]
     assert remaining(store) == []
+
+
+async def test_a_row_refused_again_and_again_is_quarantined_with_the_reason() -> None:
+    store, publisher = FakeRelayStore(), FakePublisher(refuse_keys("b"))
+    quarantined: list[int] = []
+    outbox = OutboxRelay(
+        store,
+        publisher,
+        Clock(),
+        interval_s=0.0,  # no back-off wait between tries
+        grace_s=GRACE_S,
+        on_quarantine=lambda: quarantined.append(1),
+    )
+    _, refused, _ = stored(store, "a", "b", "c")
+
+    for _ in range(QUARANTINE_AFTER):
+        stored(store, "more")
+        await outbox.publish_leftovers()
+
+    assert store.quarantined == {refused.id: (QUARANTINE_AFTER, "PublishError: broker refused 'b'")}
+    assert quarantined == [1]
+    assert remaining(store) == ["b"]  # kept, with the reason, for an operator
+    await outbox.publish_leftovers()
+    assert refused.id not in store.claimed[-1]
+
+
+async def test_a_row_taken_on_its_last_try_is_published_not_quarantined() -> None:
+    store = FakeRelayStore()
+    refusals = {"b": QUARANTINE_AFTER - 1}
+
+    def refuse(message: Outgoing) -> bool:
+        left = refusals.get(message.routing_key, 0)
+        refusals[message.routing_key] = left - 1
+        return left > 0
+
+    publisher = FakePublisher(refuse)
+    outbox = OutboxRelay(store, publisher, Clock(), interval_s=0.0, grace_s=GRACE_S)
+    stored(store, "a", "b")
+
+    for _ in range(QUARANTINE_AFTER):
+        stored(store, "more")
+        await outbox.publish_leftovers()
+
+    assert store.quarantined == {}
+    assert "b" in keys(publisher.published)
+    assert "b" not in remaining(store)

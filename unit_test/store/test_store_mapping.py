@@ -129,6 +129,9 @@ def test_job_row_has_a_value_for_every_state_column() -> None:
                 "crashes",
                 "error",
                 "updates_key",
+                "secret",
+                "owner",
+                "update_seq",
             },
         ),
         (
@@ -152,6 +155,7 @@ def test_job_row_has_a_value_for_every_state_column() -> None:
                 "error",
                 "item_index",
                 "iteration",
+                "progress_records",
             },
         ),
     ],

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
+from sqlalchemy import create_engine
 
 from segue.errors import ConfigurationError
-from segue.store.urls import async_url, sync_url, with_database
+from segue.store.urls import async_url, asyncpg_dsn, sync_url, with_database
 
 
 @pytest.mark.parametrize(
@@ -61,3 +64,28 @@ def test_errors_do_not_show_the_password() -> None:
         sync_url("mysql://u:secret@db/segue")
 
     assert "secret" not in str(caught.value)
+
+
+VERIFY_FULL = "postgresql://u:p@db:5432/segue?sslmode=verify-full&sslrootcert=/certs/ca.pem"
+
+
+def test_tls_certificate_options_reach_asyncpg() -> None:
+    dsn = urlsplit(asyncpg_dsn(VERIFY_FULL))
+
+    assert dsn.scheme == "postgresql"
+    assert parse_qs(dsn.query) == {"sslmode": ["verify-full"], "sslrootcert": ["/certs/ca.pem"]}
+
+
+def test_tls_certificate_options_reach_psycopg2() -> None:
+    url = sync_url(VERIFY_FULL)
+    _, connect_kwargs = create_engine(url).dialect.create_connect_args(url)
+
+    assert connect_kwargs["sslmode"] == "verify-full"
+    assert connect_kwargs["sslrootcert"] == "/certs/ca.pem"
+
+
+def test_the_maintenance_database_is_reached_with_the_same_tls_options() -> None:
+    url = with_database(VERIFY_FULL, "postgres")
+
+    assert url.database == "postgres"
+    assert dict(url.query) == {"sslmode": "verify-full", "sslrootcert": "/certs/ca.pem"}

@@ -13,6 +13,8 @@ import pytest
 from fakes import FakeSink
 from segue.protocol import kinds
 from segue.protocol.messages import (
+    MAX_ERROR_DETAILS_CHARS,
+    MAX_ERROR_MESSAGE_CHARS,
     StepFailed,
     StepHeartbeat,
     StepProgressed,
@@ -57,7 +59,7 @@ def test_heartbeat_interval(
 
 def test_error_info_names_the_exception_and_keeps_the_traceback_tail() -> None:
     def fail() -> None:
-        raise ValueError("x" * 5000)
+        raise ValueError("x" * 50_000)
 
     try:
         fail()
@@ -65,10 +67,12 @@ def test_error_info_names_the_exception_and_keeps_the_traceback_tail() -> None:
         info = error_info(exc, "optimise")
     assert info.kind == "ValueError"
     assert info.step == "optimise"
-    assert len(info.message) == 2000
+    assert len(info.message) <= MAX_ERROR_MESSAGE_CHARS
+    assert info.message.endswith("more characters)")
     assert info.details is not None
-    assert "ValueError" in info.details
-    assert len(info.details) <= 8000
+    assert len(info.details) <= MAX_ERROR_DETAILS_CHARS
+    assert info.details.startswith("(")
+    assert info.details.endswith("x" * 100 + "\n")  # the end: the exception line
 
 
 async def test_context_exposes_the_task() -> None:

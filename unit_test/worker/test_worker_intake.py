@@ -4,21 +4,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any, cast
 from uuid import uuid4
 
+import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from structlog.testing import capture_logs
 
-from segue.broker.boundary import ConsumeBoundary
-from segue.broker.publisher import ConfirmedPublisher
+from fakes import FakePublisher, FakeSink
+from segue.broker.boundary import REASON_HEADER, ConsumeBoundary
 from segue.protocol.codec import encode
-from segue.protocol.messages import StepTask, WorkerEvent
+from segue.protocol.kinds import INVALID_TASK
+from segue.protocol.messages import CancelAttempt, StepFailed, StepTask, WorkerEvent
 from segue.protocol.names import Names
+from segue.protocol.tokens import token_digest
 from segue.worker import StepContext, step_handler
 from segue.worker.attempt import Attempt, AttemptSettings
+from segue.worker.attempts import RunningAttempts, TaskIds, task_ids
 from segue.worker.handler import StepHandler
-from segue.worker.intake import TaskIntake
+from segue.worker.intake import AttemptStarter, TaskIntake
 
 Callback = Callable[[AbstractIncomingMessage], Any]
 
@@ -28,12 +34,22 @@ async def work(ctx: StepContext) -> None:
     return None
 
 
+def make_task(token: str | None = None) -> StepTask:
+    return StepTask(
+        job_id=uuid4(),
+        workflow="w",
+        step="work",
+        queue="work",
+        attempt=1,
+        attempt_id=uuid4(),
+        token=token,
+    )
+
+
 class FakeMessage:
-    def __init__(self) -> None:
-        task = StepTask(
-            job_id=uuid4(), workflow="w", step="work", queue="work", attempt=1, attempt_id=uuid4()
-        )
-        self.body = encode(task)
+    def __init__(self, task: StepTask | None = None, body: bytes | None = None) -> None:
+        task = task or make_task()
+        self.body = encode(task) if body is None else body
         self.attempt_id = task.attempt_id
         self.redelivered = False
         self.message_id = uuid4().hex
@@ -128,12 +144,21 @@ class Starter:
     def discard(self, attempt: Attempt) -> None:
         return None
 
+    def cancelled_before(self, task: StepTask) -> str | None:
+        return None
+
+    async def refuse(self, ids: TaskIds, reason: str) -> bool:
+        return True
+
 
 async def open_intake(
-    starter: Starter, capacity: int, hold_s: float
+    starter: AttemptStarter,
+    capacity: int,
+    hold_s: float,
+    publisher: FakePublisher | None = None,
 ) -> tuple[TaskIntake, FakeChannel]:
     channel = FakeChannel()
-    boundary = ConsumeBoundary(cast(ConfirmedPublisher, None), "t.dead")
+    boundary = ConsumeBoundary(publisher or FakePublisher(), "t.dead")
     intake = TaskIntake(cast(AbstractChannel, channel), boundary, starter, capacity, hold_s)
     await intake.open(Names("t"), [work])
     return intake, channel
@@ -188,3 +213,152 @@ async def test_close_hands_back_a_waiting_task_at_once() -> None:
     assert first.settled == ["ack"]
     assert intake.busy == 1, "the running step goes on"
     await asyncio.wait_for(intake.wait_idle(), 2)
+
+
+TOKEN = "f00d" * 8
+
+
+class WorkerParts:
+    """A worker ``w1``'s intake and attempts; its one handler counts its runs."""
+
+    def __init__(self, sink: FakeSink | None = None) -> None:
+        self.sink = sink or FakeSink()
+        self.publisher = FakePublisher()
+        self.attempts = RunningAttempts(self.sink, AttemptSettings("w1"))
+        self.runs = 0
+
+    async def open(self) -> tuple[TaskIntake, FakeChannel]:
+        @step_handler("work")
+        async def counted(ctx: StepContext) -> None:
+            self.runs += 1
+
+        channel = FakeChannel()
+        boundary = ConsumeBoundary(self.publisher, "t.dead")
+        intake = TaskIntake(cast(AbstractChannel, channel), boundary, self.attempts, 1, 1.0)
+        await intake.open(Names("t"), [counted])
+        return intake, channel
+
+    def dead_letters(self) -> list[str]:
+        """The reasons of the messages dead-lettered."""
+        return [str(m.headers[REASON_HEADER]) for m in self.publisher.to("t.task.work")]
+
+
+def cancel_of(task: StepTask, worker_id: str | None = None) -> CancelAttempt:
+    assert task.token is not None
+    return CancelAttempt(
+        job_id=task.job_id,
+        attempt_id=task.attempt_id,
+        reason="job cancelled",
+        worker_id=worker_id,
+        token_digest=token_digest(task.token),
+    )
+
+
+@pytest.mark.parametrize("worker_id", [None, "w1"])
+async def test_a_task_of_an_attempt_cancelled_before_it_arrived_is_dropped_unrun(
+    worker_id: str | None,
+) -> None:
+    worker = WorkerParts()
+    intake, channel = await worker.open()
+    task = make_task(TOKEN)
+    worker.attempts.cancel(cancel_of(task, worker_id))
+    message = FakeMessage(task)
+    with capture_logs() as logs:
+        await channel.queue.deliver(message)
+        await asyncio.wait_for(intake.wait_idle(), 2)
+
+    assert message.settled == ["ack"], "taken off the queue"
+    assert worker.runs == 0
+    assert worker.sink.events == [], "not even reported started"
+    [entry] = [entry for entry in logs if entry["event"] == "task_cancelled"]
+    assert entry["log_level"] == "info"
+    assert "job cancelled" in entry["reason"]
+
+
+async def test_a_task_whose_early_cancel_was_meant_for_another_worker_runs() -> None:
+    worker = WorkerParts()
+    intake, channel = await worker.open()
+    task = make_task(TOKEN)
+    worker.attempts.cancel(cancel_of(task, worker_id="w2"))
+    message = FakeMessage(task)
+    await channel.queue.deliver(message)
+    await asyncio.wait_for(intake.wait_idle(), 2)
+    assert message.settled == ["ack"]
+    assert worker.runs == 1
+
+
+async def test_an_undecodable_task_with_ids_is_reported_failed_and_dead_lettered() -> None:
+    worker = WorkerParts()
+    intake, channel = await worker.open()
+    job_id, attempt_id = uuid4(), uuid4()
+    body = {"type": "step_task", "job_id": str(job_id), "attempt_id": str(attempt_id)}
+    message = FakeMessage(body=json.dumps({**body, "token": TOKEN, "step": "work"}).encode())
+    await channel.queue.deliver(message)
+    await asyncio.wait_for(intake.wait_idle(), 2)
+
+    [failed] = worker.sink.events
+    assert isinstance(failed, StepFailed)
+    assert (failed.job_id, failed.attempt_id, failed.worker_id) == (job_id, attempt_id, "w1")
+    assert failed.token == TOKEN
+    assert failed.sent_at is not None
+    assert not failed.retryable
+    assert failed.error.kind == INVALID_TASK
+    assert failed.error.message.startswith("invalid step task: ")
+    assert "workflow" in failed.error.message, "says what is wrong with the task"
+    [reason] = worker.dead_letters()
+    assert reason.startswith("invalid step task: ")
+    assert "reported failed" in reason
+    assert message.settled == ["ack"]
+    assert worker.runs == 0
+
+
+class RefusingSink(FakeSink):
+    """The broker does not confirm a one-off report."""
+
+    async def send_once(self, event: WorkerEvent) -> bool:
+        return False
+
+
+async def test_an_undecodable_task_is_dead_lettered_even_if_its_failure_is_not_reported() -> None:
+    worker = WorkerParts(RefusingSink())
+    intake, channel = await worker.open()
+    body = {"job_id": str(uuid4()), "attempt_id": str(uuid4())}
+    message = FakeMessage(body=json.dumps(body).encode())
+    await channel.queue.deliver(message)
+    await asyncio.wait_for(intake.wait_idle(), 2)
+    [reason] = worker.dead_letters()
+    assert "could not be reported failed" in reason
+    assert message.settled == ["ack"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        json.dumps({"job_id": str(uuid4())}).encode(),
+        json.dumps({"job_id": "nope", "attempt_id": str(uuid4())}).encode(),
+        json.dumps({"job_id": str(uuid4()), "attempt_id": 7}).encode(),
+    ],
+)
+async def test_an_undecodable_task_without_ids_is_only_dead_lettered(body: bytes) -> None:
+    worker = WorkerParts()
+    intake, channel = await worker.open()
+    message = FakeMessage(body=body)
+    await channel.queue.deliver(message)
+    await asyncio.wait_for(intake.wait_idle(), 2)
+    assert worker.sink.events == []
+    [reason] = worker.dead_letters()
+    assert reason.startswith("invalid step task: ")
+    assert "reported" not in reason
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"), [(TOKEN, TOKEN), ("x" * 65, None), (42, None), (None, None)]
+)
+def test_the_ids_of_an_undecodable_task_keep_only_a_usable_token(
+    token: object, expected: str | None
+) -> None:
+    job_id, attempt_id = uuid4(), uuid4()
+    body = {"job_id": str(job_id), "attempt_id": str(attempt_id), "token": token}
+    assert task_ids(json.dumps(body).encode()) == TaskIds(job_id, attempt_id, expected)

@@ -19,7 +19,7 @@ from segue.workflows.loader import (
     load_workflows,
     parse_workflows,
 )
-from segue.workflows.model import Workflow
+from segue.workflows.model import DEFAULT_DISPATCH_TIMEOUT_S, Workflow
 from segue.workflows.parameters import resolve_params
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "workflow_config.json"
@@ -407,3 +407,14 @@ def test_stored_definition_reloads_to_the_same_workflow_and_hash() -> None:
         reloaded = Workflow.model_validate(stored)
         assert reloaded == loaded.workflow
         assert content_hash(reloaded) == loaded.content_hash
+
+
+def test_a_step_that_does_not_say_waits_a_day_at_most_for_a_worker() -> None:
+    catalog = parse_workflows(
+        {"format_version": 1, "workflows": [{"name": "w", "steps": [{"name": "a", "queue": "a"}]}]}
+    )
+    loaded = catalog.get("w")
+    assert loaded is not None
+    step = loaded.workflow.steps[0]
+    assert step.dispatch_timeout_s == DEFAULT_DISPATCH_TIMEOUT_S == 86_400
+    assert step.heartbeat_s == 60

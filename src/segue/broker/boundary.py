@@ -18,10 +18,13 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from segue.broker.publisher import Outgoing, Publisher, PublishError
 from segue.errors import describe
 from segue.logs import library_logger
+from segue.protocol.text import shorten
 
 REASON_HEADER = "x-segue-reason"
 SOURCE_QUEUE_HEADER = "x-segue-source-queue"
 MAX_REASON_CHARS = 2000
+"""Longest reason header of a dead letter (its body is kept whole: it is what makes
+the dead letter useful); a longer reason is cut and says how much was left out."""
 
 
 def is_transient_broker_error(exc: BaseException) -> bool:
@@ -162,7 +165,7 @@ class ConsumeBoundary:
             )
 
     async def _on_error(self, exc: Exception) -> Outcome:
-        reason = describe(exc)[:MAX_REASON_CHARS]
+        reason = shorten(describe(exc), MAX_REASON_CHARS)
         if self._is_transient(exc):
             self._log.warning("handler_failed_transiently", error=reason)
             await asyncio.sleep(self._retry_delay_s)
@@ -200,7 +203,7 @@ class ConsumeBoundary:
         self, queue_name: str, message: AbstractIncomingMessage, reason: str
     ) -> None:
         headers = {str(k): str(v) for k, v in (message.headers or {}).items()}
-        headers[REASON_HEADER] = reason[:MAX_REASON_CHARS]
+        headers[REASON_HEADER] = shorten(reason, MAX_REASON_CHARS)
         headers[SOURCE_QUEUE_HEADER] = queue_name
         await self._publisher.publish(
             Outgoing(

@@ -23,7 +23,8 @@ __all__ = ["JSON_CONTENT_TYPE", "ConfirmedPublisher", "Outgoing", "PublishError"
 
 
 class PublishError(SegueError):
-    """The broker did not confirm a publish (e.g. the connection dropped)."""
+    """The broker did not confirm a publish: the connection dropped, the broker
+    refused it (``basic.nack``), or a ``mandatory`` message could not be routed."""
 
 
 class Publisher(Protocol):
@@ -81,7 +82,7 @@ class ConfirmedPublisher:
         # Straight to the channel underneath (what aio-pika's Exchange.publish does
         # too), without building an aio_pika.Message for every publish.
         channel = await self._channel.get_underlay_channel()
-        await channel.basic_publish(
+        confirmation = await channel.basic_publish(
             message.body,
             exchange=message.exchange,
             routing_key=message.routing_key,
@@ -98,3 +99,15 @@ class ConfirmedPublisher:
             mandatory=message.mandatory,
             timeout=self._confirm_timeout_s,
         )
+        if not isinstance(confirmation, Basic.Ack):
+            raise PublishError(_refusal(message, confirmation))
+
+
+def _refusal(message: Outgoing, confirmation: object) -> str:
+    """Why the broker did not take ``message``, from what it answered instead of an ack."""
+    where = f"exchange {message.exchange!r}, routing key {message.routing_key!r}"
+    if isinstance(confirmation, Basic.Nack):
+        return f"the broker refused the message ({where})"
+    if isinstance(confirmation, Basic.Reject):
+        return f"the broker rejected the message ({where})"
+    return f"no queue is bound for the message: it was returned unroutable ({where})"

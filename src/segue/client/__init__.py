@@ -14,6 +14,7 @@ Depends on :mod:`segue.protocol` and :mod:`segue.broker` only.
 from segue.client.client import SegueClient, finished_from_view
 from segue.client.errors import (
     BrokerUnavailableError,
+    ForbiddenError,
     JobRejectedError,
     NotConnectedError,
     PublishError,
@@ -27,6 +28,7 @@ from segue.client.identity import SEGUE_IDEMPOTENCY_NAMESPACE, job_id_for_key
 __all__ = [
     "SEGUE_IDEMPOTENCY_NAMESPACE",
     "BrokerUnavailableError",
+    "ForbiddenError",
     "JobHandle",
     "JobRejectedError",
     "NotConnectedError",

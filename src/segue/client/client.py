@@ -5,7 +5,13 @@ queue that receives query replies and job updates. It is bound once, at
 connect, with the client's own updates key, which every submission carries: the
 orchestrator routes each update of those jobs there too (CC), so submitting
 costs no binding. A job this client did not submit is followed with a binding
-of its own (``job.<id>.*``), removed once its result arrived.
+of its own (``client.<user>.job.<id>.*``), removed once its result arrived.
+
+Every name is the user's own, so RabbitMQ's permissions can keep users apart
+(docs/security.md): each command carries the connection's user as ``user_id``
+(the broker refuses any other), the reply queue is named
+``<namespace>.reply.<user>.<random>``, and the updates key is
+``client.<user>.<random>``.
 """
 
 from __future__ import annotations
@@ -20,25 +26,29 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelNotFoundEntity
 from pydantic import BaseModel
 
 from segue.broker.connection import connect
 from segue.broker.env import ConnectionSettings
-from segue.broker.publisher import ConfirmedPublisher, Outgoing
-from segue.broker.topology import declare_exchanges, declare_queue
+from segue.broker.publisher import Outgoing
+from segue.broker.topology import declare_exchanges, ensure_queue
 from segue.client.errors import (
+    ForbiddenError,
     NotConnectedError,
     PublishError,
     RequestFailedError,
     RequestTimeoutError,
+    request_error,
 )
 from segue.client.feed import JobFeed
 from segue.client.handle import JobHandle
-from segue.client.identity import choose_job_id
+from segue.client.identity import choose_job_id, connection_user
 from segue.client.inbox import Inbox, Routing
+from segue.client.sender import CommandSender
 from segue.logs import library_logger
 from segue.protocol.codec import encode
 from segue.protocol.messages import (
@@ -57,7 +67,12 @@ from segue.protocol.messages import (
     WorkflowInfo,
     WorkflowsReply,
 )
-from segue.protocol.names import Names, client_updates_key, job_updates_binding
+from segue.protocol.names import (
+    ANY_OWNER_JOB_UPDATES,
+    Names,
+    client_updates_key,
+    job_updates_binding,
+)
 from segue.protocol.topology import orchestrator_queues
 
 RESYNC_FIRST_RETRY_S = 0.5
@@ -107,13 +122,14 @@ class _Session:
         reply_queue: AbstractQueue,
         names: Names,
         updates_key: str,
+        user: str,
     ) -> None:
         self.connection = connection
         self.channel = channel
         self.reply_queue = reply_queue
         self.names = names
         self.updates_key = updates_key
-        self.publisher = ConfirmedPublisher(channel)
+        self.sender = CommandSender(channel, user)
         self.bound: set[UUID] = set()
         """Jobs followed with a binding of their own (not submitted by this client)."""
 
@@ -125,6 +141,16 @@ class SegueClient:
     ``SEGUE_NAMESPACE`` from the environment (defaults
     ``amqp://guest:guest@127.0.0.1:5672/`` and ``segue``). Queries wait at
     most ``request_timeout_s`` for an answer.
+
+    ``user``: the RabbitMQ user the connection logs in as; None means the
+    URL's (``guest`` if it names none). Give it when the broker learns the
+    user otherwise (e.g. from a client certificate). The user owns the jobs it
+    submits; only it and the orchestrator's admins (``SEGUE_ADMINS``) may
+    cancel, retry or read them.
+
+    ``admin``: follow any user's job (:meth:`follow` binds
+    ``#.job.<id>.*`` instead of the user's own ``client.<user>.job.<id>.*``);
+    for users in ``SEGUE_ADMINS`` whose topic permissions allow that binding.
     """
 
     def __init__(
@@ -134,11 +160,15 @@ class SegueClient:
         *,
         request_timeout_s: float = 30.0,
         connection_name: str = "segue-client",
+        user: str | None = None,
+        admin: bool = False,
     ) -> None:
         if request_timeout_s <= 0:
             raise ValueError(f"request_timeout_s must be positive, got {request_timeout_s}")
         self._amqp_url = amqp_url
         self._namespace = namespace
+        self._user = user
+        self._admin = admin
         self._request_timeout_s = request_timeout_s
         self._connection_name = connection_name
         self._session: _Session | None = None
@@ -158,26 +188,24 @@ class SegueClient:
             return
         settings = ConnectionSettings.resolve(self._amqp_url, self._namespace)
         names = Names(settings.namespace)
+        user = self._user or connection_user(settings.amqp_url)
         connection = await connect(settings.amqp_url, self._connection_name)
         try:
             channel = await connection.channel(publisher_confirms=True)
-            await declare_exchanges(channel, names)
-            # The commands queue is declared here too, so a job submitted while no
-            # orchestrator has ever run is kept rather than dropped as unroutable.
-            for spec in orchestrator_queues(names):
-                if spec.name == names.commands_queue:
-                    await declare_queue(channel, spec)
-            reply_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await _ensure_topology(channel, names)
+            reply_queue = await channel.declare_queue(
+                names.reply_queue_prefix(user) + uuid4().hex, exclusive=True, auto_delete=True
+            )
             # One binding for the updates of every job this client submits (they
             # carry this key in their CC header), instead of one per job.
-            updates_key = client_updates_key(uuid4().hex)
+            updates_key = client_updates_key(uuid4().hex, user)
             await reply_queue.bind(names.updates_exchange, routing_key=updates_key)
             await reply_queue.consume(self._on_message, no_ack=True)
         except BaseException:
             await connection.close()
             raise
         connection.reconnect_callbacks.add(self._on_reconnect)
-        self._session = _Session(connection, channel, reply_queue, names, updates_key)
+        self._session = _Session(connection, channel, reply_queue, names, updates_key, user)
 
     async def close(self) -> None:
         """Stop following jobs and close the connection."""
@@ -253,10 +281,17 @@ class SegueClient:
         session = self._require_session()
         if job_id not in session.bound:
             await session.reply_queue.bind(
-                session.names.updates_exchange, routing_key=job_updates_binding(job_id)
+                session.names.updates_exchange, routing_key=self._binding(session, job_id)
             )
             session.bound.add(job_id)
         return self._handle(job_id, query_first)
+
+    def _binding(self, session: _Session, job_id: UUID) -> str:
+        """The binding that receives the updates of ``job_id``: of the user's own
+        job, or of anyone's for an admin."""
+        if self._admin:
+            return ANY_OWNER_JOB_UPDATES.format(job_id=job_id)
+        return job_updates_binding(job_id, owner=session.sender.user)
 
     def _handle(self, job_id: UUID, query_first: bool) -> JobHandle:
         feed = self._inbox.follow(job_id)
@@ -278,7 +313,8 @@ class SegueClient:
 
         Returns the job as it is after the request (status ``queued``, a new
         ``run``); raises :class:`RequestFailedError` if the orchestrator refused
-        (unknown job, or a job that is not failed or timed out).
+        (unknown job, or a job that is not failed or timed out), its subclass
+        :class:`ForbiddenError` for a job of another user.
         """
         reply = await self._request(RetryJob(job_id=job_id, reason=reason))
         if not isinstance(reply, JobReply) or reply.job is None:
@@ -290,7 +326,8 @@ class SegueClient:
     async def get(self, job_id: UUID, include_history: bool = True) -> JobView | None:
         """The job's stored state and history; None if the orchestrator does not know it.
 
-        Raises :class:`RequestTimeoutError` if no orchestrator answers in time.
+        Raises :class:`RequestTimeoutError` if no orchestrator answers in time,
+        :class:`ForbiddenError` for a job of another user.
         """
         reply = await self._request(GetJob(job_id=job_id, include_history=include_history))
         if not isinstance(reply, JobReply):
@@ -311,7 +348,7 @@ class SegueClient:
     ) -> None:
         session = self._require_session()
         outgoing = Outgoing(
-            exchange="",
+            exchange=session.names.commands_exchange,
             routing_key=session.names.commands_queue,
             body=encode(command),
             message_id=uuid4().hex,
@@ -319,7 +356,7 @@ class SegueClient:
             correlation_id=correlation_id,
         )
         try:
-            await session.publisher.publish(outgoing)
+            await session.sender.send(outgoing)
         except (PublishError, *CONNECTION_EXCEPTIONS) as exc:
             raise PublishError(
                 f"the broker did not confirm {type(command).__name__}: {type(exc).__name__}: {exc}"
@@ -344,7 +381,7 @@ class SegueClient:
         finally:
             self._inbox.forget(correlation_id)
         if isinstance(reply, ErrorReply):
-            raise RequestFailedError(reply.error)
+            raise request_error(reply.error)
         return reply
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -361,6 +398,8 @@ class SegueClient:
                 self._log.warning("client_message_invalid", job_id=job_id, reason=routed.reason)
             case Routing.UNEXPECTED:
                 self._log.debug("client_message_unexpected", job_id=job_id, reason=routed.reason)
+            case Routing.STALE:
+                self._log.debug("client_update_stale", job_id=job_id, reason=routed.reason)
             case _:
                 pass
 
@@ -373,7 +412,7 @@ class SegueClient:
         session.bound.discard(job_id)
         try:
             await session.reply_queue.unbind(
-                session.names.updates_exchange, routing_key=job_updates_binding(job_id)
+                session.names.updates_exchange, routing_key=self._binding(session, job_id)
             )
         except CONNECTION_EXCEPTIONS as exc:  # the queue and its bindings die with us anyway
             self._log.debug("client_unbind_failed", job_id=str(job_id), error=str(exc))
@@ -382,9 +421,13 @@ class SegueClient:
         """Ask for the job's state once; a finished job's result goes into its feed.
 
         Without an answer, keep asking in the background until one comes.
+        Raises :class:`ForbiddenError` for a job of another user: asking again
+        would not help.
         """
         try:
             await self._query_into(feed)
+        except ForbiddenError:
+            raise
         except (RequestTimeoutError, PublishError, RequestFailedError) as exc:
             self._log.info("client_catch_up_deferred", job_id=str(feed.job_id), error=str(exc))
             self._start_resync(feed)
@@ -407,6 +450,11 @@ class SegueClient:
         while feed.result is None and self._session is not None:
             try:
                 await self._query_into(feed)
+            except ForbiddenError as exc:
+                self._log.warning(
+                    "client_resync_forbidden", job_id=str(feed.job_id), error=str(exc)
+                )
+                return
             except (RequestTimeoutError, PublishError, RequestFailedError) as exc:
                 self._log.info("client_resync_retry", job_id=str(feed.job_id), error=str(exc))
                 await asyncio.sleep(next(delays))
@@ -431,6 +479,29 @@ class SegueClient:
                 "the client is not connected: use `async with SegueClient(...)` or `connect()`"
             )
         return self._session
+
+
+async def _ensure_topology(channel: AbstractChannel, names: Names) -> None:
+    """Make sure the commands exchange and the commands queue exist; declare the
+    exchanges and the queue only if they do not.
+
+    Looking needs no permission, declaring needs RabbitMQ's configure permission,
+    which a client is not given in an installation with users of its own
+    (docs/security.md): there the orchestrator has declared them. A client that
+    may (guest, in development) declares them, so a job submitted before any
+    orchestrator ever ran is kept rather than dropped as unroutable.
+    """
+    try:
+        if isinstance(channel, AbstractRobustChannel):  # not redeclared on reconnect
+            await channel.declare_exchange(names.commands_exchange, passive=True, robust=False)
+        else:
+            await channel.declare_exchange(names.commands_exchange, passive=True)
+    except ChannelNotFoundEntity:
+        await channel.reopen()  # the broker closed the channel
+        await declare_exchanges(channel, names)
+    for spec in orchestrator_queues(names):
+        if spec.name == names.commands_queue:
+            await ensure_queue(channel, spec)
 
 
 def _unexpected(reply: Reply, expected: str) -> ErrorInfo:

@@ -11,10 +11,12 @@ from uuid import UUID
 from segue.broker.connection import BrokerUnavailableError
 from segue.broker.publisher import PublishError
 from segue.errors import SegueError
+from segue.protocol import kinds
 from segue.protocol.messages import ErrorInfo
 
 __all__ = [
     "BrokerUnavailableError",
+    "ForbiddenError",
     "JobRejectedError",
     "NotConnectedError",
     "PublishError",
@@ -38,6 +40,22 @@ class RequestFailedError(SegueError):
     def __init__(self, error: ErrorInfo) -> None:
         super().__init__(f"{error.kind}: {error.message}")
         self.error = error
+
+
+class ForbiddenError(RequestFailedError):
+    """The orchestrator refused to act on or tell about a job of another user.
+
+    Only a job's owner (the user that submitted it) and the users listed in the
+    orchestrator's ``SEGUE_ADMINS`` may retry, read or cancel it.
+    """
+
+
+def request_error(error: ErrorInfo) -> RequestFailedError:
+    """The exception for an orchestrator's error answer: :class:`ForbiddenError` for
+    a refusal on ownership, else :class:`RequestFailedError`."""
+    if error.kind == kinds.FORBIDDEN:
+        return ForbiddenError(error)
+    return RequestFailedError(error)
 
 
 class UpdateTimeoutError(SegueError, TimeoutError):

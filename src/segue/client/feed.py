@@ -51,6 +51,11 @@ class JobFeed:
     Readers created before the result arrives get every update from their
     creation on; the first reader also gets what arrived before any reader
     existed (the backlog). A reader created after the result gets the result.
+
+    Updates may arrive out of order (e.g. a status change published again
+    after the result): the feed keeps the highest ``seq`` it saw and drops an
+    update whose ``seq`` is not above it. An update without ``seq`` (a refused
+    submission, a result rebuilt from a query) is never dropped.
     """
 
     def __init__(self, job_id: UUID, buffer_limit: int = DEFAULT_BUFFER_LIMIT) -> None:
@@ -60,6 +65,7 @@ class JobFeed:
         self._readers: list[UpdateBuffer] = [self._backlog]
         self._first: Update | None = None
         self._result: JobFinished | None = None
+        self._last_seq: int | None = None
         self._got_first = asyncio.Event()
         self._got_result = asyncio.Event()
 
@@ -73,8 +79,21 @@ class JobFeed:
         """The first update heard about the job, if any."""
         return self._first
 
-    def push(self, update: Update) -> None:
-        """Hand ``update`` to every reader and remember the first update and the result."""
+    @property
+    def last_seq(self) -> int | None:
+        """The highest ``seq`` of the updates taken so far (None: none carried one)."""
+        return self._last_seq
+
+    def push(self, update: Update) -> bool:
+        """Hand ``update`` to every reader and remember the first update and the result.
+
+        Returns False, and does nothing, for a stale update: one whose ``seq`` is
+        not above :attr:`last_seq`.
+        """
+        if update.seq is not None:
+            if self._last_seq is not None and update.seq <= self._last_seq:
+                return False
+            self._last_seq = update.seq
         for reader in self._readers:
             reader.put(update)
         if self._first is None:
@@ -83,6 +102,7 @@ class JobFeed:
         if isinstance(update, JobFinished) and self._result is None:
             self._result = update
             self._got_result.set()
+        return True
 
     def reader(self) -> UpdateBuffer:
         """A new reader (the backlog, for the first one); release it with :meth:`release`."""

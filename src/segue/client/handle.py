@@ -104,7 +104,8 @@ class JobHandle:
         asks the orchestrator first (the job may have finished already). After
         ``timeout`` seconds it asks the orchestrator once more (for at most a
         few seconds), and raises :class:`UpdateTimeoutError` if the job has
-        not finished.
+        not finished. Raises :class:`ForbiddenError` if the orchestrator refuses
+        to tell this user about the job (it is another user's).
         """
         try:
             async with asyncio.timeout(timeout):

@@ -1,5 +1,6 @@
 """What arrives on the client's reply queue, routed: replies to the request
-waiting for them (by correlation id), updates to the feed of their job.
+waiting for them (by correlation id), updates to the feed of their job (which
+drops those older than one it already has).
 
 Pure routing, no I/O: the client hands every delivery to :meth:`Inbox.deliver`
 and acts on what it returns.
@@ -31,6 +32,8 @@ class Routing(StrEnum):
     """A terminal status without a result yet (e.g. answering a duplicate
     submission of a finished job): the result must be queried."""
     DUPLICATE = "duplicate"
+    STALE = "stale"
+    """An update not newer (by ``seq``) than one already seen of its job: dropped."""
     UNEXPECTED = "unexpected"
     """Nobody waits for it: a late reply or an update of a job no longer followed."""
     INVALID = "invalid"
@@ -93,7 +96,9 @@ class Inbox:
         feed = self._feeds.get(update.job_id)
         if feed is None:
             return Routed(Routing.UNEXPECTED, update.job_id, f"{update.type} of an unfollowed job")
-        feed.push(update)
+        if not feed.push(update):
+            reason = f"{update.type} seq {update.seq} is not above seq {feed.last_seq}"
+            return Routed(Routing.STALE, update.job_id, reason)
         if isinstance(update, JobFinished):
             return Routed(Routing.FINISHED, update.job_id)
         if isinstance(update, JobStatusChanged) and update.status.is_terminal:

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from segue.engine.effects import Decision, Effect, NotifyStatus, Record
+from segue.engine.effects import (
+    Decision,
+    Effect,
+    NotifyProgress,
+    NotifyResult,
+    NotifyStatus,
+    Record,
+)
 from segue.engine.state import Attempt, Job
 from segue.protocol.messages import JobStatus, JsonObject
 
@@ -61,7 +68,23 @@ class Draft:
         after = (self.job.status, self.job.current_step)
         if not self.job.status.is_terminal and after != self.before:
             effects.insert(0, NotifyStatus(self.job.job_id, self.job.status, self.job.current_step))
-        return Decision(job=self.job, effects=tuple(effects), records=tuple(self.records))
+        job, numbered = number_notices(self.job, effects)
+        return Decision(job=job, effects=numbered, records=tuple(self.records))
+
+
+def number_notices(job: Job, effects: list[Effect]) -> tuple[Job, tuple[Effect, ...]]:
+    """Give each notice the job's next update sequence number, in order; the job
+    remembers the last one given."""
+    seq = job.update_seq
+    numbered: list[Effect] = []
+    for effect in effects:
+        if isinstance(effect, NotifyStatus | NotifyProgress | NotifyResult):
+            seq += 1
+            effect = replace(effect, seq=seq)
+        numbered.append(effect)
+    if seq != job.update_seq:
+        job = replace(job, update_seq=seq)
+    return job, tuple(numbered)
 
 
 def attempt_data(attempt: Attempt) -> JsonObject:

@@ -37,15 +37,24 @@ class DispatchStep:
     item: Any = None
     item_index: int | None = None
     iteration: int = 1
+    token: str | None = None
 
 
 @dataclass(frozen=True)
 class StopAttempt:
-    """Tell the worker running an attempt to stop (cancel, timeout)."""
+    """Tell the worker running an attempt to stop (cancel, timeout, or a task it
+    must not run: of an attempt that ended, or that another worker holds).
+
+    ``worker_id``: only that worker must stop (None: whoever runs it);
+    ``token_digest``: proves the stop comes from the orchestrator that holds
+    the attempt's token.
+    """
 
     job_id: UUID
     attempt_id: UUID
     reason: str
+    worker_id: str | None = None
+    token_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class NotifyStatus:
     job_id: UUID
     status: JobStatus
     step: str | None
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class NotifyProgress:
     step: str
     fraction: float
     message: str
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,12 @@ class NotifyResult:
     status: JobStatus
     output: JsonObject | None = None
     error: ErrorInfo | None = None
+    seq: int = 0
 
+
+Notice = NotifyStatus | NotifyProgress | NotifyResult
+"""Effects that tell the job's followers something; each carries the job's next
+update sequence number (``seq``), so a follower can drop one that arrives late."""
 
 Effect = DispatchStep | StopAttempt | NotifyStatus | NotifyProgress | NotifyResult
 
@@ -101,6 +117,8 @@ class Decision:
       never apply to the job (e.g. of an attempt it never had).
     - ``ignored``: why a stale or duplicate event changed nothing (it is still
       recorded in ``records`` so the history explains it).
+    - ``engine_error``: the engine failed on this event (a bug); the job is as
+      it was, so the shell must not try the same timer again at once.
     """
 
     job: Job | None = None
@@ -109,3 +127,4 @@ class Decision:
     rejected: str | None = None
     rejection_kind: str = kinds.INVALID_PARAMETERS
     ignored: str | None = None
+    engine_error: bool = False

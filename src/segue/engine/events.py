@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from uuid import UUID
 
 from segue.protocol.messages import ErrorInfo, JsonObject
@@ -17,6 +18,11 @@ class JobSubmitted:
     name, None when it has none (``workflow_name`` then says what was asked for):
     a new job is refused, a resubmission of an existing job is a duplicate, as
     the job keeps the definition it pinned.
+
+    ``secret`` is fresh randomness from the shell (the job's attempt ids and
+    tokens derive from it); ``owner`` the validated user that submitted it;
+    ``cancelled`` the reason of a cancel that arrived before the submission
+    (the job then ends cancelled without running).
     """
 
     job_id: UUID
@@ -27,6 +33,9 @@ class JobSubmitted:
     reference: str | None = None
     workflow_name: str = ""
     updates_key: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    owner: str | None = None
+    cancelled: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class StepStarted:
     attempt_id: UUID
     worker_id: str = ""
     redelivered: bool = False
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class StepProgressed:
     fraction: float
     message: str = ""
     worker_id: str = ""
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ class StepHeartbeat:
 
     attempt_id: UUID
     worker_id: str = ""
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,7 @@ class StepSucceeded:
     attempt_id: UUID
     output: JsonObject = field(default_factory=dict)
     worker_id: str = ""
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,13 +86,17 @@ class StepFailed:
     error: ErrorInfo
     retryable: bool = True
     worker_id: str = ""
+    token: str | None = None
 
 
 @dataclass(frozen=True)
 class CancelRequested:
-    """A client asked to cancel the job."""
+    """A client asked to cancel the job (``requester``: its validated user, if
+    any; ``admin``: whether that user may act on every job)."""
 
     reason: str = "cancelled by client"
+    requester: str | None = None
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,11 +104,21 @@ class RerunRequested:
     """A client asked to run a failed or timed-out job again from the step that failed."""
 
     reason: str = "rerun requested"
+    requester: str | None = None
+    admin: bool = False
 
 
 @dataclass(frozen=True)
 class TimerFired:
-    """The sweeper found the job's wake-up time due: handle every deadline passed."""
+    """The sweeper found the job's wake-up time due: handle every deadline passed.
+
+    ``horizon`` is the moment up to which the orchestrator has heard from the
+    workers (now, less how far its events queue lags behind): deadlines are
+    judged against it, so a backlog of heartbeats and results never makes a
+    live worker look lost or a finished step look late. None: now.
+    """
+
+    horizon: datetime | None = None
 
 
 Event = (

@@ -37,20 +37,31 @@ Choices the design leaves open, made here:
   counted per step (per ``step[item]`` of a map); ``max_crashes`` of them fail
   the job with a diagnosis, whatever ``on_failure`` says (poison quarantine).
 - ``TimerFired`` handles every due deadline of :func:`~segue.engine.timers.deadlines`
-  in order (the job timeout first, then each live attempt's); afterwards
-  nothing is due any more, so :func:`~segue.engine.timers.next_wakeup` has
-  moved past ``now``. Worker events that arrive after a deadline passed but
+  in order (the job timeout first, then each live attempt's), judged at the
+  event's ``horizon`` (how far the orchestrator has heard from workers);
+  afterwards nothing is due any more, so :func:`~segue.engine.timers.next_wakeup`
+  has moved past it. Worker events that arrive after a deadline passed but
   before the sweeper acted are applied normally.
+- A worker that reports ``started``, progress or a heartbeat for work it must
+  not do (an attempt that ended, of a job that ended, or one another worker
+  holds) is answered with a ``StopAttempt`` for it alone. Reports about a
+  running attempt are accepted only from the worker holding it (fencing by
+  worker), and, for jobs with a secret, only with the attempt's token.
+- Cancel and rerun are allowed to the job's owner and admins only (a job
+  without an owner is open to all). A cancel that arrived before its
+  submission (``JobSubmitted.cancelled``) ends the new job cancelled at once.
+- Each notice to followers carries the job's next update sequence number.
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import replace
 from datetime import datetime
 
 from segue.engine.draft import Draft, attempt_data
-from segue.engine.effects import Decision, NotifyProgress, NotifyStatus, Record
+from segue.engine.effects import Decision, NotifyProgress, NotifyStatus, Record, StopAttempt
 from segue.engine.events import (
     CancelRequested,
     Event,
@@ -66,7 +77,7 @@ from segue.engine.events import (
 from segue.engine.fanout import map_fraction
 from segue.engine.flow import FAILURE_KEY, attempt_failed, attempt_succeeded, enter_step
 from segue.engine.inputs import map_items
-from segue.engine.state import Attempt, Job
+from segue.engine.state import Attempt, Job, attempt_token
 from segue.engine.timers import Deadline, DeadlineKind, due_deadline, find_step, later
 from segue.engine.transitions import (
     abort,
@@ -78,6 +89,7 @@ from segue.engine.transitions import (
     release,
     settle,
     start,
+    stop,
 )
 from segue.protocol import kinds
 from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus, JsonObject
@@ -85,6 +97,11 @@ from segue.workflows.model import Workflow
 from segue.workflows.parameters import ParameterError, resolve_params
 
 WorkerEvent = StepStarted | StepProgressed | StepHeartbeat | StepSucceeded | StepFailed
+
+MAX_PROGRESS_RECORDS = 100
+"""Progress history entries kept per attempt: later reports still update the
+attempt and reach followers, but are not recorded (a step reporting twice a
+second for a day must not write 170,000 history rows)."""
 
 
 def decide(job: Job | None, event: Event, now: datetime) -> Decision:
@@ -97,7 +114,7 @@ def decide(job: Job | None, event: Event, now: datetime) -> Decision:
     try:
         return _apply(job, event, now)
     except Exception as exc:  # last resort: one bad event must not stop a consumer
-        return _engine_error(job, event, exc)
+        return _engine_error(job, event, exc, now)
 
 
 def _apply(job: Job | None, event: Event, now: datetime) -> Decision:
@@ -110,7 +127,7 @@ def _apply(job: Job | None, event: Event, now: datetime) -> Decision:
         case RerunRequested():
             return _apply_rerun(job, event, now)
         case TimerFired():
-            return _apply_timer(job, now)
+            return _apply_timer(job, event, now)
         case StepStarted() | StepProgressed() | StepHeartbeat() | StepSucceeded() | StepFailed():
             return _apply_worker_event(job, event, now)
         case _:
@@ -125,7 +142,8 @@ def _apply_submitted(job: Job | None, event: JobSubmitted, now: datetime) -> Dec
     if job is not None:
         reason = "duplicate submission"
         record = Record("submission_ignored", {"reason": reason, "status": str(job.status)})
-        notify = NotifyStatus(job.job_id, job.status, job.current_step)
+        # The same state again: it keeps the latest sequence number, and changes nothing.
+        notify = NotifyStatus(job.job_id, job.status, job.current_step, seq=job.update_seq)
         return Decision(job=job, effects=(notify,), records=(record,), ignored=reason)
     workflow = event.workflow
     if workflow is None:
@@ -144,7 +162,12 @@ def _apply_submitted(job: Job | None, event: JobSubmitted, now: datetime) -> Dec
         params=params,
         priority=event.priority,
         reference=event.reference,
+        owner=event.owner,
     )
+    if event.cancelled is not None:
+        error = ErrorInfo(kind=kinds.CANCELLED, message=event.cancelled)
+        end_job(draft, JobStatus.CANCELLED, "job_cancelled", error=error, before_submission=True)
+        return draft.decision()
     enter_step(draft, workflow.first_step)
     return draft.decision()
 
@@ -164,6 +187,23 @@ def _new_job(event: JobSubmitted, workflow: Workflow, params: JsonObject, now: d
         updated_at=now,
         deadline_at=later(now, timeout_s) if timeout_s is not None else None,
         updates_key=event.updates_key,
+        secret=event.secret,
+        owner=event.owner,
+    )
+
+
+def _refuse_unless_allowed(
+    job: Job, requester: str | None, admin: bool, action: str
+) -> Decision | None:
+    """A refusal if ``requester`` may not ``action`` the job: only its owner and
+    admins may (a job nobody owns is open to all)."""
+    if job.owner is None or admin or requester == job.owner:
+        return None
+    who = f"user {requester!r}" if requester else "a caller without a user id"
+    return Decision(
+        job=job,
+        rejected=f"{who} may not {action} job {job.job_id}: it belongs to another user",
+        rejection_kind=kinds.FORBIDDEN,
     )
 
 
@@ -171,6 +211,9 @@ def _apply_cancel(job: Job | None, event: CancelRequested, now: datetime) -> Dec
     """End the job ``cancelled`` and stop its worker; a finished job stays as it is."""
     if job is None:
         return Decision(ignored="unknown job")
+    refusal = _refuse_unless_allowed(job, event.requester, event.admin, "cancel")
+    if refusal is not None:
+        return refusal
     if job.status.is_terminal:
         data = {"reason": event.reason, "status": str(job.status)}
         return Decision(
@@ -194,6 +237,9 @@ def _apply_rerun(job: Job | None, event: RerunRequested, now: datetime) -> Decis
     """
     if job is None:
         return Decision(ignored="unknown job")
+    refusal = _refuse_unless_allowed(job, event.requester, event.admin, "retry")
+    if refusal is not None:
+        return refusal
     step = find_step(job, _failed_step(job) or "")
     if job.status not in RERUNNABLE or step is None:
         reason = f"only failed or timed-out jobs can be rerun; job is {job.status}"
@@ -232,21 +278,23 @@ def _failed_step(job: Job) -> str | None:
 # --- timers ------------------------------------------------------------------------------
 
 
-def _apply_timer(job: Job | None, now: datetime) -> Decision:
-    """Handle every deadline that is due (see :func:`segue.engine.timers.deadlines`)."""
+def _apply_timer(job: Job | None, event: TimerFired, now: datetime) -> Decision:
+    """Handle every deadline due by the event's horizon (see
+    :func:`segue.engine.timers.deadlines`)."""
     if job is None:
         return Decision(ignored="unknown job")
     if job.status.is_terminal:
         return Decision(job=job, ignored=f"job is {job.status}")
-    deadline = due_deadline(job, now)
+    horizon = now if event.horizon is None else min(event.horizon, now)
+    deadline = due_deadline(job, horizon)
     if deadline is None:
         return Decision(job=job, ignored="no deadline due")
     draft = Draft.of(job, now)
-    # Each handled deadline ends its attempt or moves it past ``now``; the bound is a
-    # guard only: what it leaves is due at once, so the sweeper comes back for it.
+    # Each handled deadline ends its attempt or moves it past ``horizon``; the bound is
+    # a guard only: what it leaves is due at once, so the sweeper comes back for it.
     for _ in range(2 * len(job.attempts) + 4):
         _on_deadline(draft, deadline)
-        deadline = due_deadline(draft.job, now)
+        deadline = due_deadline(draft.job, horizon)
         if deadline is None:
             break
     return draft.decision()
@@ -293,9 +341,17 @@ def _apply_worker_event(job: Job | None, event: WorkerEvent, now: datetime) -> D
     attempt = job.attempt(event.attempt_id)
     if attempt is None:  # never one of this job's: forged or misrouted, not stale
         return Decision(job=job, rejected=f"unknown attempt {event.attempt_id} of job {job.job_id}")
-    target = _fence(job, attempt)
+    expected = attempt_token(job, attempt.attempt_id)
+    if expected is not None and not hmac.compare_digest(event.token or "", expected):
+        return Decision(
+            job=job,
+            rejected=f"{_event_name(event)} for attempt {attempt.attempt_id} of job "
+            f"{job.job_id} without the attempt's token",
+            rejection_kind=kinds.WRONG_TOKEN,
+        )
+    target = _fence(job, attempt, event)
     if isinstance(target, str):
-        return _ignore(job, event, target)
+        return _ignore(job, attempt, event, target)
     draft = Draft.of(job, now)
     match event:
         case StepStarted():
@@ -310,23 +366,56 @@ def _apply_worker_event(job: Job | None, event: WorkerEvent, now: datetime) -> D
             return _apply_failed(draft, target, event)
 
 
-def _fence(job: Job, attempt: Attempt) -> Attempt | str:
-    """The attempt a worker event may change, or why the event must be ignored."""
+def _fence(job: Job, attempt: Attempt, event: WorkerEvent) -> Attempt | str:
+    """The attempt a worker event may change, or why the event must be ignored.
+
+    A running attempt belongs to the worker that started it: reports of any
+    other worker are refused, but for a redelivered ``started`` (the broker gave
+    the task to a new worker because the first one went away: see
+    :func:`_apply_redelivered`).
+    """
     if job.status.is_terminal:
         return f"job is {job.status}"
     if not attempt.is_live:
         return f"stale attempt (already {attempt.status})"
     if attempt.status is AttemptStatus.SCHEDULED:
         return "attempt not dispatched yet"
+    if _held_by_another(attempt, event) and not (
+        isinstance(event, StepStarted) and event.redelivered
+    ):
+        return f"attempt runs on worker {attempt.worker_id!r}"
     return attempt
 
 
-def _ignore(job: Job, event: WorkerEvent, reason: str) -> Decision:
-    """Leave the job as it is; record why, unless the event is a heartbeat or progress."""
+def _held_by_another(attempt: Attempt, event: WorkerEvent) -> bool:
+    """Whether a worker other than the event's holds the running attempt."""
+    return (
+        attempt.status is AttemptStatus.RUNNING
+        and bool(attempt.worker_id)
+        and bool(event.worker_id)
+        and event.worker_id != attempt.worker_id
+    )
+
+
+def _ignore(
+    job: Job, attempt: Attempt, event: WorkerEvent, reason: str, *, answer: bool = True
+) -> Decision:
+    """Leave the job as it is; record why, unless the event is a heartbeat or progress.
+
+    A worker still busy with the attempt (``started``, progress, heartbeat) is
+    told to stop: it must not run it, or not any more (``answer`` False: it may).
+    """
+    effects: tuple[StopAttempt, ...] = ()
+    if answer and isinstance(event, StepStarted | StepProgressed | StepHeartbeat):
+        effects = (stop(job, attempt, f"not yours to run: {reason}", event.worker_id),)
     if isinstance(event, StepHeartbeat | StepProgressed):
-        return Decision(job=job, ignored=reason)
+        return Decision(job=job, effects=effects, ignored=reason)
     data = {"event": _event_name(event), "attempt_id": str(event.attempt_id), "reason": reason}
-    return Decision(job=job, records=(Record("event_ignored", data),), ignored=reason)
+    if event.worker_id:
+        data["worker_id"] = event.worker_id
+    return Decision(
+        job=job, effects=effects, records=(Record("event_ignored", data),), ignored=reason
+    )
 
 
 def _running(draft: Draft, attempt: Attempt, event: WorkerEvent) -> Attempt:
@@ -343,7 +432,9 @@ def _apply_started(draft: Draft, attempt: Attempt, event: StepStarted) -> Decisi
         return draft.decision()
     if event.redelivered and (event.worker_id or None) != attempt.worker_id:
         return _apply_redelivered(draft, attempt, event)
-    return _ignore(draft.job, event, "attempt already running")
+    # A repeated ``started`` of the worker that runs it (or of one that cannot be
+    # told apart from it): that worker must go on, so it is not told to stop.
+    return _ignore(draft.job, attempt, event, "attempt already running", answer=False)
 
 
 def _apply_redelivered(draft: Draft, attempt: Attempt, event: StepStarted) -> Decision:
@@ -361,8 +452,13 @@ def _apply_redelivered(draft: Draft, attempt: Attempt, event: StepStarted) -> De
     if crashes >= step.max_crashes:
         error = ErrorInfo(kind="worker_lost", message=reason, step=step.name)
         abort(draft, attempt, AttemptStatus.LOST, reason, error=error)
+        # The abort stops the previous worker; the new one must not run it either.
+        ending = f"not yours to run: job is {JobStatus.FAILED}"
+        draft.emit(stop(draft.job, attempt, ending, event.worker_id))
         quarantine(draft, attempt, crashes, reason)
     else:
+        if attempt.worker_id:  # should the previous worker still be alive, it stops
+            draft.emit(stop(draft.job, attempt, reason, attempt.worker_id))
         restarted = replace(
             attempt,
             worker_id=event.worker_id or None,
@@ -381,13 +477,19 @@ def _apply_progressed(draft: Draft, attempt: Attempt, event: StepProgressed) -> 
     if (attempt.progress, attempt.progress_message) == (event.fraction, event.message):
         draft.put_attempt(replace(attempt, last_seen_at=draft.now))
         return draft.decision()
+    recorded = attempt.progress_records < MAX_PROGRESS_RECORDS
     updated = replace(
-        attempt, progress=event.fraction, progress_message=event.message, last_seen_at=draft.now
+        attempt,
+        progress=event.fraction,
+        progress_message=event.message,
+        last_seen_at=draft.now,
+        progress_records=attempt.progress_records + recorded,
     )
     draft.put_attempt(updated)
-    draft.record(
-        "step_progress", **attempt_data(updated), fraction=event.fraction, message=event.message
-    )
+    if recorded:
+        draft.record(
+            "step_progress", **attempt_data(updated), fraction=event.fraction, message=event.message
+        )
     draft.emit(_progress_notice(draft.job, updated))
     return draft.decision()
 
@@ -435,12 +537,31 @@ def _event_name(event: Event) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(event).__name__).lower()
 
 
-def _engine_error(job: Job | None, event: Event, exc: Exception) -> Decision:
-    """The decision for an event that made the engine fail: change nothing, say why."""
+def _engine_error(job: Job | None, event: Event, exc: Exception, now: datetime) -> Decision:
+    """The decision for an event that made the engine fail: change nothing, say why.
+
+    A timer would fail the same way each time it fires, so a job whose
+    deadlines cannot be handled is failed with the reason instead (its workers
+    are stopped, its followers told). Should even that fail, the decision says
+    ``engine_error`` and the shell waits before it tries the timer again.
+    """
     reason = f"engine error: {type(exc).__name__}: {exc}"
     if job is None:
         if isinstance(event, JobSubmitted):
             return Decision(rejected=reason, rejection_kind=kinds.REJECTED)
         return Decision(ignored=reason)
+    if isinstance(event, TimerFired) and not job.status.is_terminal:
+        try:
+            return _fail_on_engine_error(job, reason, now)
+        except Exception as again:  # nothing more to try: report both
+            reason += f" (and failing the job: {type(again).__name__}: {again})"
     record = Record("engine_error", {"event": _event_name(event), "error": reason})
-    return Decision(job=job, records=(record,), ignored=reason)
+    return Decision(job=job, records=(record,), ignored=reason, engine_error=True)
+
+
+def _fail_on_engine_error(job: Job, reason: str, now: datetime) -> Decision:
+    """Fail a job whose timers make the engine fail, with the reason."""
+    draft = Draft.of(job, now)
+    error = ErrorInfo(kind=kinds.ENGINE_ERROR, message=reason, step=job.current_step)
+    end_job(draft, JobStatus.FAILED, "job_failed", error=error)
+    return draft.decision()

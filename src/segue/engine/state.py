@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID, uuid5
 
 from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus, JsonObject
+from segue.protocol.tokens import token_digest as token_digest  # re-exported
 from segue.workflows.model import Workflow
 
 
@@ -40,6 +43,7 @@ class Attempt:
     error: ErrorInfo | None = None
     item_index: int | None = None
     iteration: int = 1
+    progress_records: int = 0
 
     @property
     def slot(self) -> tuple[int, str, int, int | None]:
@@ -65,6 +69,10 @@ class Job:
     (worker died, not a handler error).
     ``run`` counts the runs of the job: a rerun of a failed job starts run 2.
     ``updates_key`` is where the submitter receives the job's updates (if it said).
+    ``secret`` is the random secret its attempt ids and tokens derive from
+    (None: a job stored before secrets existed); ``owner`` the user that
+    submitted it (None: the submission named none); ``update_seq`` the
+    sequence number of its latest update to followers.
     """
 
     job_id: UUID
@@ -85,6 +93,9 @@ class Job:
     crashes: dict[str, int] = field(default_factory=dict)
     error: ErrorInfo | None = None
     updates_key: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    owner: str | None = None
+    update_seq: int = 0
 
     @property
     def current_attempt(self) -> Attempt | None:
@@ -104,6 +115,24 @@ class Job:
         return None
 
 
-def new_attempt_id(job_id: UUID, ordinal: int) -> UUID:
-    """Deterministic id of the job's ``ordinal``-th attempt (keeps ``decide`` pure)."""
-    return uuid5(job_id, f"attempt-{ordinal}")
+def new_attempt_id(job_id: UUID, ordinal: int, secret: str | None = None) -> UUID:
+    """Id of the job's ``ordinal``-th attempt: derived from the job's random
+    ``secret``, so nobody can guess it, yet ``decide`` stays pure.
+
+    Jobs stored before secrets existed (``secret`` None) keep ids derived from
+    the job id.
+    """
+    if secret is None:
+        return uuid5(job_id, f"attempt-{ordinal}")
+    digest = hmac.new(secret.encode(), f"attempt-{ordinal}".encode(), hashlib.sha256).digest()
+    return UUID(bytes=digest[:16], version=4)
+
+
+def attempt_token(job: Job, attempt_id: UUID) -> str | None:
+    """The token a worker must echo in every report about the attempt (None: the
+    job has no secret, reports are not checked)."""
+    if job.secret is None:
+        return None
+    return hmac.new(job.secret.encode(), b"token:" + attempt_id.bytes, hashlib.sha256).hexdigest()[
+        :32
+    ]

@@ -15,7 +15,7 @@ from segue.engine.backoff import retry_delay_s
 from segue.engine.draft import Draft, attempt_data
 from segue.engine.effects import DispatchStep, NotifyResult, StopAttempt
 from segue.engine.inputs import task_data
-from segue.engine.state import Attempt, new_attempt_id
+from segue.engine.state import Attempt, Job, attempt_token, new_attempt_id, token_digest
 from segue.engine.timers import later
 from segue.protocol.messages import AttemptStatus, ErrorInfo, JobStatus, JsonObject
 from segue.workflows.model import RetryPolicy, Step
@@ -33,7 +33,7 @@ def dispatch(
     dispatched and send its task now."""
     job = draft.job
     attempt = Attempt(
-        attempt_id=new_attempt_id(job.job_id, len(job.attempts) + 1),
+        attempt_id=new_attempt_id(job.job_id, len(job.attempts) + 1, job.secret),
         step=step.name,
         number=number,
         status=AttemptStatus.DISPATCHED,
@@ -76,6 +76,7 @@ def _send(draft: Draft, attempt: Attempt, step: Step) -> None:
             item=item,
             item_index=attempt.item_index,
             iteration=attempt.iteration,
+            token=attempt_token(job, attempt.attempt_id),
         )
     )
 
@@ -113,8 +114,21 @@ def abort(
     """End an attempt from the orchestrator's side; stop its worker if it may have one."""
     ended = settle(draft, attempt, status, **fields)
     if attempt.status in (AttemptStatus.DISPATCHED, AttemptStatus.RUNNING):
-        draft.emit(StopAttempt(draft.job.job_id, attempt.attempt_id, reason))
+        draft.emit(stop(draft.job, attempt, reason, attempt.worker_id))
     return ended
+
+
+def stop(job: Job, attempt: Attempt, reason: str, worker_id: str | None) -> StopAttempt:
+    """The stop of ``attempt`` for ``worker_id`` (None: whichever worker holds the
+    task), proving with the token's digest that the orchestrator sent it."""
+    token = attempt_token(job, attempt.attempt_id)
+    return StopAttempt(
+        job.job_id,
+        attempt.attempt_id,
+        reason,
+        worker_id=worker_id or None,
+        token_digest=None if token is None else token_digest(token),
+    )
 
 
 def abort_live(draft: Draft, status: AttemptStatus, reason: str) -> None:
@@ -138,7 +152,7 @@ def retry(draft: Draft, step: Step, failed: Attempt, error: ErrorInfo) -> None:
     (dispatch it now when the delay is 0)."""
     job = draft.job
     number = failed.number + 1
-    attempt_id = new_attempt_id(job.job_id, len(job.attempts) + 1)
+    attempt_id = new_attempt_id(job.job_id, len(job.attempts) + 1, job.secret)
     delay_s = retry_delay_s(step.retry, failed.number, attempt_id)
     due_at = later(draft.now, delay_s)
     data = attempt_data(replace(failed, number=number, attempt_id=attempt_id))

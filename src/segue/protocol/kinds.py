@@ -37,6 +37,9 @@ CANCELLED = "cancelled"
 WORKER_LOST = "worker_lost"
 """The worker running the attempt stopped heartbeating or crashed."""
 
+INVALID_TASK = "invalid_task"
+"""The worker could not read the task (it read the ids it reports this for)."""
+
 # --- a request was refused (answered with an ``error_reply``) ---------------------------
 
 UNKNOWN_JOB = "unknown_job"
@@ -44,6 +47,20 @@ UNKNOWN_JOB = "unknown_job"
 
 RETRY_REFUSED = "retry_refused"
 """Only failed or timed-out jobs can be retried."""
+
+FORBIDDEN = "forbidden"
+"""The job belongs to another user, and the caller is not an admin."""
+
+INVALID_REPLY_TO = "invalid_reply_to"
+"""``reply_to`` names a queue that is not one of the caller's own reply queues."""
+
+# --- a worker report was refused (dead-lettered) ----------------------------------------
+
+WRONG_TOKEN = "wrong_token"  # noqa: S105 - a kind of error, not a secret
+"""A report about an attempt did not carry the attempt's token."""
+
+ENGINE_ERROR = "engine_error"
+"""The orchestrator failed on the job's timers (a bug); the job was failed with the reason."""
 
 # --- the workflow definition could not be followed --------------------------------------
 

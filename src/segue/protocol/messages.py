@@ -7,14 +7,16 @@ error at the consumer instead of silently dropped data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from segue.protocol.names import MAX_PRIORITY, UPDATES_KEY_PATTERN
+from segue.protocol.text import shorten, shorten_start
 
 SCHEMA_VERSION = 1
 JsonObject = dict[str, Any]
@@ -69,15 +71,40 @@ class Message(BaseModel):
     schema_version: int = SCHEMA_VERSION
 
 
+MAX_ERROR_KIND_CHARS = 200
+MAX_ERROR_MESSAGE_CHARS = 4000
+MAX_ERROR_DETAILS_CHARS = 16000
+
+
+def _bounded(limit: int, cut: Callable[[str, int], str] = shorten) -> AfterValidator:
+    """Cut a longer text to ``limit`` characters, saying so (see :mod:`segue.protocol.text`)."""
+    return AfterValidator(lambda text: cut(text, limit))
+
+
 class ErrorInfo(BaseModel):
-    """Why something failed, as told to users."""
+    """Why something failed, as told to users.
+
+    Its texts are bounded once, when it is decoded or built, since it is stored
+    and sent several times after that: a longer text is cut, never refused (a
+    worker's result must not be dead-lettered for a long traceback), and says
+    how much was left out. ``details`` keeps its end, where a traceback names
+    the error.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: str = Field(description="error class: a handler's exception type, or a Segue reason")
-    message: str
-    step: str | None = None
-    details: str | None = Field(default=None, description="e.g. a traceback, truncated")
+    kind: Annotated[str, _bounded(MAX_ERROR_KIND_CHARS)] = Field(
+        description="error class: a handler's exception type, or a Segue reason"
+        f" (at most {MAX_ERROR_KIND_CHARS} characters)"
+    )
+    message: Annotated[str, _bounded(MAX_ERROR_MESSAGE_CHARS)] = Field(
+        description=f"at most {MAX_ERROR_MESSAGE_CHARS} characters"
+    )
+    step: Annotated[str, _bounded(MAX_ERROR_KIND_CHARS)] | None = None
+    details: Annotated[str, _bounded(MAX_ERROR_DETAILS_CHARS, shorten_start)] | None = Field(
+        default=None,
+        description=f"e.g. a traceback: its last {MAX_ERROR_DETAILS_CHARS} characters at most",
+    )
 
 
 # --- commands: clients -> orchestrator -------------------------------------------------
@@ -150,6 +177,9 @@ class WorkerEvent(Message):
     attempt_id: UUID
     worker_id: str = Field(default="", max_length=200)
     sent_at: datetime | None = None
+    token: str | None = Field(
+        default=None, max_length=64, description="the attempt's token, from its task"
+    )
 
 
 class StepStarted(WorkerEvent):
@@ -224,18 +254,35 @@ class StepTask(Message):
     iteration: int = Field(
         default=1, ge=1, description="the run of a repeated step, from 1 (attempts restart at 1)"
     )
+    token: str | None = Field(
+        default=None,
+        max_length=64,
+        description="secret of this attempt: every report about it must carry it",
+    )
 
 
 class CancelAttempt(Message):
-    """Tell the worker running ``attempt_id`` to stop."""
+    """Tell the worker running ``attempt_id`` to stop (or not to start it).
+
+    ``worker_id``: only that worker must stop (None: whichever holds it).
+    ``token_digest``: SHA-256 (hex, 32 characters) of the attempt's token, so
+    a worker obeys only stops from whoever issued its task.
+    """
 
     type: Literal["cancel_attempt"] = "cancel_attempt"
     job_id: UUID
     attempt_id: UUID
     reason: str
+    worker_id: str | None = Field(default=None, max_length=200)
+    token_digest: str | None = Field(default=None, max_length=64)
 
 
 # --- orchestrator -> clients -----------------------------------------------------------
+
+SEQ_DESCRIPTION = (
+    "the job's update sequence number: a follower drops an update whose seq is not "
+    "above the last one it saw of the job (None: a refused submission)"
+)
 
 
 class JobStatusChanged(Message):
@@ -246,6 +293,7 @@ class JobStatusChanged(Message):
     status: JobStatus
     step: str | None = None
     at: datetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DESCRIPTION)
 
 
 class JobProgressed(Message):
@@ -257,6 +305,7 @@ class JobProgressed(Message):
     fraction: float = Field(ge=0.0, le=1.0)
     message: str = ""
     at: datetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DESCRIPTION)
 
 
 class JobFinished(Message):
@@ -268,6 +317,7 @@ class JobFinished(Message):
     output: JsonObject | None = None
     error: ErrorInfo | None = None
     at: datetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DESCRIPTION)
 
 
 Update = Annotated[
@@ -324,6 +374,7 @@ class JobView(BaseModel):
     run: int = Field(default=1, description="1 for the first run; each rerun adds one")
     priority: int
     reference: str | None
+    owner: str | None = Field(default=None, description="the user that submitted it")
     params: JsonObject
     current_step: str | None
     outputs: JsonObject

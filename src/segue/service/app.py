@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -24,8 +24,10 @@ from segue.service.applier import Applier
 from segue.service.failures import is_transient
 from segue.service.handlers import Handlers
 from segue.service.health import HealthMonitor, HealthServer
+from segue.service.lag import EventsHorizon
 from segue.service.metrics import Metrics
 from segue.service.relay import OutboxRelay
+from segue.service.retention import Retention, run_retention
 from segue.service.sweeper import run_sweeper
 from segue.settings import Settings
 from segue.store.migrate import upgrade_database
@@ -53,6 +55,7 @@ class Parts:
     http: HealthServer
     background: list[asyncio.Task[None]]
     max_batch: int
+    horizon: EventsHorizon
 
 
 async def run_service(
@@ -89,6 +92,7 @@ async def run_service(
         ]
         for consumer in consumers:
             await consumer.start()
+        parts.horizon.consuming()
         log.info("service_ready", namespace=names.namespace, http_port=parts.http.port)
         if ready is not None:
             ready.set()
@@ -97,6 +101,7 @@ async def run_service(
         remaining = sum(
             await asyncio.gather(*(consumer.stop(DRAIN_TIMEOUT_S) for consumer in consumers))
         )
+        parts.horizon.stopped()
         if remaining:
             log.warning("service_stopped_with_messages_in_flight", messages=remaining)
     log.info("service_stopped")
@@ -123,23 +128,50 @@ async def _assembled(
         publisher = ConfirmedPublisher(await connection.channel(publisher_confirms=True))
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=settings.prefetch)
-        queues = await declare_orchestrator_topology(channel, names, catalog.queues())
-        relay = OutboxRelay(
-            store, publisher, clock, settings.relay_interval_s, settings.relay_grace_s
-        )
-        applier = Applier(store, relay, names, clock, is_transient)
-        handlers = Handlers(
-            applier, store, catalog, publisher, names, clock, settings.max_message_bytes
+        queues = await declare_orchestrator_topology(
+            channel, names, catalog.queues(), settings.dead_letter_bounds
         )
         metrics = Metrics()
+        relay = OutboxRelay(
+            store,
+            publisher,
+            clock,
+            settings.relay_interval_s,
+            settings.relay_grace_s,
+            on_quarantine=metrics.outbox_quarantined.inc,
+        )
+        horizon = EventsHorizon(clock, settings.max_event_lag_s)
+        metrics.events_lag.set_function(horizon.lag_s)
+        applier = Applier(
+            store,
+            relay,
+            names,
+            clock,
+            is_transient,
+            horizon=horizon,
+            on_timer_failed=metrics.timer_failures.inc,
+        )
+        handlers = Handlers(
+            applier,
+            store,
+            catalog,
+            publisher,
+            names,
+            clock,
+            settings.max_message_bytes,
+            admins=settings.admin_users,
+            horizon=horizon,
+        )
         monitor = HealthMonitor(store, connection, metrics)
         await monitor.probe()
         http = HealthServer(monitor, metrics, settings.http_host, settings.http_port)
         http.start()
         stack.callback(http.stop)
+        retention = _retention(settings, store, metrics, clock)
         background = [
             _spawn(relay.run(), "outbox-relay"),
             _spawn(run_sweeper(applier, settings.sweep_interval_s), "sweeper"),
+            _spawn(run_retention(retention, settings.retention_interval_s), "retention"),
             _spawn(monitor.run(), "health-monitor"),
         ]
         stack.push_async_callback(_cancel_all, background)
@@ -156,6 +188,7 @@ async def _assembled(
             http,
             background,
             settings.max_batch,
+            horizon,
         )
 
 
@@ -174,6 +207,18 @@ async def _reload_on(reload: asyncio.Event, settings: Settings, names: Names, pa
             await declare_queue(parts.channel, task_queue(names, queue))
         parts.handlers.use_catalog(catalog)
         log.info("workflows_reloaded", workflows=list(catalog.names))
+
+
+def _retention(
+    settings: Settings, store: Store, metrics: Metrics, clock: Callable[[], datetime]
+) -> Retention:
+    return Retention(
+        store,
+        timedelta(days=settings.retention_days),
+        clock,
+        count_jobs=metrics.jobs_pruned.inc,
+        count_cancels=metrics.pending_cancels_pruned.inc,
+    )
 
 
 def _spawn(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

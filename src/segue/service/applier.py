@@ -8,13 +8,23 @@ make one write of the job. A batch that fails as a whole is not retried here:
 callers retry its events one at a time (:class:`segue.broker.boundary.ConsumeBoundary`
 for messages, :meth:`Applier.sweep` for timers), so one bad event never fails its
 neighbours.
+
+Two cases need the batch's context, not just each job's:
+
+- A cancel may overtake its job's submission (commands are handled
+  concurrently). A cancel of a job not stored yet is kept as a *pending
+  cancel*; the submission takes it and the job ends cancelled before it runs.
+  Submissions and cancels lock their job ids even when no row exists yet
+  (``lock_jobs(..., absent_too=True)``), so the two take turns.
+- Timers are judged at the *horizon*: the moment up to which the orchestrator
+  has heard from the workers (see :class:`segue.service.lag.EventsHorizon`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -22,7 +32,7 @@ from uuid import UUID
 import structlog
 
 from segue.engine.effects import Decision, Effect, Record
-from segue.engine.events import Event, TimerFired
+from segue.engine.events import CancelRequested, Event, JobSubmitted, TimerFired
 from segue.engine.machine import decide
 from segue.engine.state import Job
 from segue.engine.timers import next_wakeup
@@ -30,19 +40,37 @@ from segue.errors import describe
 from segue.protocol.envelope import Outgoing
 from segue.protocol.names import Names
 from segue.service.outbox import is_durable, latest_notices, to_outbox
-from segue.store.repository import ConcurrentInsertError, JobWrite, Locked, OutboxRow
+from segue.store.repository import (
+    ConcurrentInsertError,
+    JobWrite,
+    Locked,
+    OutboxRow,
+    PendingCancel,
+)
 
-TIMER_FIRED = TimerFired()
 POSTPONE_FAILED_TIMER = timedelta(seconds=60)
-"""How long a job whose timers cannot be saved waits before the sweeper tries again."""
+"""How long a job whose timers cannot be handled first waits before the sweeper
+tries again; each further failure doubles it, up to :data:`MAX_POSTPONE`."""
+MAX_POSTPONE = timedelta(hours=1)
 
 
 class JobTransactionPort(Protocol):
     """The job operations of one transaction (see
     :class:`segue.store.repository.JobTransaction`)."""
 
-    async def lock_jobs(self, job_ids: Iterable[UUID]) -> dict[UUID, Locked]:
-        """Lock and load the stored ones of these jobs."""
+    async def lock_jobs(
+        self, job_ids: Iterable[UUID], *, absent_too: bool = False
+    ) -> dict[UUID, Locked]:
+        """Lock and load the stored ones of these jobs (``absent_too``: lock the ids
+        of absent ones as well)."""
+        ...
+
+    async def take_pending_cancels(self, job_ids: Sequence[UUID]) -> dict[UUID, PendingCancel]:
+        """Remove and return the pending cancels of these jobs."""
+        ...
+
+    async def add_pending_cancels(self, cancels: Sequence[PendingCancel]) -> None:
+        """Keep cancels of jobs not submitted yet."""
         ...
 
     async def due_jobs(self, now: datetime, limit: int) -> list[Locked]:
@@ -99,6 +127,7 @@ class _Fold:
     before: Locked | None
     job: Job | None
     forced: bool = False
+    postpone_until: datetime | None = None
     records: list[Record] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
 
@@ -121,7 +150,10 @@ class _Fold:
         if before is not None and unchanged and not self.forced:
             return None
         last_seq = 0 if self.before is None else self.before.last_seq
-        return JobWrite(before, self.job, last_seq, self.records, next_wakeup(self.job))
+        wake_at = next_wakeup(self.job)
+        if wake_at is not None and self.postpone_until is not None:
+            wake_at = max(wake_at, self.postpone_until)
+        return JobWrite(before, self.job, last_seq, self.records, wake_at)
 
 
 class Applier:
@@ -134,12 +166,17 @@ class Applier:
         names: Names,
         clock: Callable[[], datetime],
         is_transient: Callable[[BaseException], bool],
+        horizon: Callable[[], datetime] | None = None,
+        on_timer_failed: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._is_transient = is_transient
         self._sender = sender
         self._names = names
         self._clock = clock
+        self._horizon = horizon or clock
+        self._on_timer_failed = on_timer_failed
+        self._timer_failures: dict[UUID, int] = {}
         self._log = structlog.get_logger("segue.applier")
 
     async def apply(self, changes: Sequence[Change]) -> list[Applied]:
@@ -157,9 +194,14 @@ class Applier:
 
     async def _apply_once(self, changes: Sequence[Change]) -> list[Applied]:
         now = self._clock()
+        commands = any(isinstance(c.event, JobSubmitted | CancelRequested) for c in changes)
         async with self._store.transaction() as tx:
-            locked = await tx.lock_jobs(change.job_id for change in changes)
+            locked = await tx.lock_jobs((c.job_id for c in changes), absent_too=commands)
+            if commands:
+                changes = await _with_pending_cancels(tx, locked, changes)
             applied, rows, notices = await self._decide_and_write(tx, locked, changes, now)
+            if commands:
+                await tx.add_pending_cancels(_pending_cancels(changes, applied))
         await self._sender.send(rows, notices)
         return applied
 
@@ -171,12 +213,14 @@ class Applier:
         timers of the others.
         """
         now = self._clock()
+        horizon = min(self._horizon(), now)
         due: list[UUID] = []
         try:
             async with self._store.transaction() as tx:
-                locked = {job.job.job_id: job for job in await tx.due_jobs(now, limit)}
+                locked = {job.job.job_id: job for job in await tx.due_jobs(horizon, limit)}
                 due = list(locked)
-                timers = [Change(job_id, TIMER_FIRED) for job_id in due]
+                timer = TimerFired(horizon=horizon)
+                timers = [Change(job_id, timer) for job_id in due]
                 _, rows, notices = await self._decide_and_write(tx, locked, timers, now)
         except Exception as exc:
             if not due or self._is_transient(exc):
@@ -188,17 +232,32 @@ class Applier:
         return len(due)
 
     async def _sweep_one_by_one(self, job_ids: Sequence[UUID]) -> None:
+        timer = TimerFired(horizon=min(self._horizon(), self._clock()))
         for job_id in job_ids:
             try:
-                await self.apply([Change(job_id, TIMER_FIRED)])
+                await self.apply([Change(job_id, timer)])
             except Exception as exc:
                 if self._is_transient(exc):
                     raise
-                until = self._clock() + POSTPONE_FAILED_TIMER
+                until = self._clock() + self._postponement(job_id)
                 self._log.error(
-                    "timer_failed", job_id=str(job_id), error=describe(exc), retry_at=str(until)
+                    "timer_failed",
+                    job_id=str(job_id),
+                    error=describe(exc),
+                    failures=self._timer_failures[job_id],
+                    retry_at=str(until),
                 )
                 await self._store.postpone_wakeup(job_id, until)
+            else:
+                self._timer_failures.pop(job_id, None)
+
+    def _postponement(self, job_id: UUID) -> timedelta:
+        """How long the timers of a job that failed again wait (doubling, capped)."""
+        failures = self._timer_failures.get(job_id, 0) + 1
+        self._timer_failures[job_id] = failures
+        if self._on_timer_failed is not None:
+            self._on_timer_failed()
+        return min(MAX_POSTPONE, POSTPONE_FAILED_TIMER * (1 << min(failures - 1, 10)))
 
     async def _decide_and_write(
         self,
@@ -223,7 +282,12 @@ class Applier:
         found = fold.job is not None
         decision = decide(fold.job, change.event, now)
         fold.absorb(decision)
-        fold.forced = fold.forced or isinstance(change.event, TimerFired)
+        if isinstance(change.event, TimerFired):
+            fold.forced = True
+            if decision.engine_error:  # it would fail the same way at once: wait
+                fold.postpone_until = now + MAX_POSTPONE
+                if self._on_timer_failed is not None:
+                    self._on_timer_failed()
         return Applied(found, decision)
 
     async def _write(
@@ -231,22 +295,68 @@ class Applier:
     ) -> tuple[list[OutboxRow], list[Outgoing]]:
         writes: list[JobWrite] = []
         effects: list[Effect] = []
-        updates_keys: dict[UUID, str | None] = {}
+        jobs: dict[UUID, Job] = {}
         for fold in folds:
             write = fold.write()
             if write is not None:
                 writes.append(write)
                 effects.extend(fold.effects)
-                updates_keys[write.after.job_id] = write.after.updates_key
+                jobs[write.after.job_id] = write.after
         durable = [
-            to_outbox(effect, self._names, now, updates_keys[effect.job_id])
+            self._message(effect, jobs[effect.job_id], now)
             for effect in effects
             if is_durable(effect)
         ]
         ids = await tx.write(writes, durable, at=now) if writes else []
         notices = [
-            to_outbox(notice, self._names, now, updates_keys[notice.job_id])
-            for notice in latest_notices(effects)
+            self._message(notice, jobs[notice.job_id], now) for notice in latest_notices(effects)
         ]
         rows = [OutboxRow(row_id, message) for row_id, message in zip(ids, durable, strict=True)]
         return rows, notices
+
+    def _message(self, effect: Effect, job: Job, now: datetime) -> Outgoing:
+        return to_outbox(effect, self._names, now, job.updates_key, job.owner)
+
+
+async def _with_pending_cancels(
+    tx: JobTransactionPort, locked: dict[UUID, Locked], changes: Sequence[Change]
+) -> list[Change]:
+    """The changes, with each submission of a new job that a cancel overtook
+    marked cancelled: by a pending cancel stored earlier, or by a cancel earlier
+    in the same batch. A cancel applies only if its requester may cancel the job.
+    """
+    new_ids = [
+        c.job_id for c in changes if isinstance(c.event, JobSubmitted) and c.job_id not in locked
+    ]
+    if not new_ids:
+        return list(changes)
+    pending = await tx.take_pending_cancels(new_ids)
+    marked: list[Change] = []
+    for change in changes:
+        event = change.event
+        if change.job_id in locked or change.job_id not in new_ids:
+            marked.append(change)
+            continue
+        if isinstance(event, CancelRequested):
+            cancel = PendingCancel(change.job_id, event.reason, event.requester, event.admin)
+            pending.setdefault(change.job_id, cancel)
+        elif isinstance(event, JobSubmitted) and change.job_id in pending:
+            cancel = pending.pop(change.job_id)
+            if cancel.admin or event.owner is None or cancel.requester == event.owner:
+                change = Change(change.job_id, replace(event, cancelled=cancel.reason))
+        marked.append(change)
+    return marked
+
+
+def _pending_cancels(changes: Sequence[Change], applied: Sequence[Applied]) -> list[PendingCancel]:
+    """Cancels of jobs that still do not exist after the batch, to keep for their submission."""
+    created = {
+        c.job_id
+        for c, a in zip(changes, applied, strict=True)
+        if isinstance(c.event, JobSubmitted) and a.decision.job is not None
+    }
+    return [
+        PendingCancel(c.job_id, c.event.reason, c.event.requester, c.event.admin)
+        for c, a in zip(changes, applied, strict=True)
+        if isinstance(c.event, CancelRequested) and not a.found and c.job_id not in created
+    ]

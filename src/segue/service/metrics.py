@@ -28,11 +28,37 @@ class Metrics:
         self.outbox_rows = Gauge(
             "segue_outbox_rows", "Outbox rows not yet published.", registry=self.registry
         )
+        self.events_lag = Gauge(
+            "segue_events_lag_seconds",
+            "How far the deadline horizon trails the clock: the age of the oldest worker "
+            "event being handled (0 when none is).",
+            registry=self.registry,
+        )
+        self.outbox_quarantined = Counter(
+            "segue_outbox_quarantined_total",
+            "Outbox rows set aside after the broker refused them again and again.",
+            registry=self.registry,
+        )
+        self.timer_failures = Counter(
+            "segue_timer_failures_total",
+            "Jobs whose timers could not be handled (postponed, or failed by an engine error).",
+            registry=self.registry,
+        )
         self._counted: dict[tuple[str, str], Counter] = {}
         self._timed: dict[str, Histogram] = {}
         self.ready = Gauge(
             "segue_ready",
             "1 when the database and the broker are reachable.",
+            registry=self.registry,
+        )
+        self.jobs_pruned = Counter(
+            "segue_jobs_pruned_total",
+            "Finished jobs deleted (with their attempts and history) once past retention.",
+            registry=self.registry,
+        )
+        self.pending_cancels_pruned = Counter(
+            "segue_pending_cancels_pruned_total",
+            "Cancels of jobs never submitted, deleted once past retention.",
             registry=self.registry,
         )
 

@@ -58,26 +58,35 @@ def latest_notices(effects: Iterable[Effect]) -> list[Notice]:
 
 
 def to_outbox(
-    effect: Effect, names: Names, now: datetime, updates_key: str | None = None
+    effect: Effect,
+    names: Names,
+    now: datetime,
+    updates_key: str | None = None,
+    owner: str | None = None,
 ) -> Outgoing:
     """The message that carries out ``effect``.
 
-    Updates of a job whose submitter gave an ``updates_key`` are routed there
-    too, besides ``job.<id>.<kind>`` (followers of the job).
+    Updates are routed by the job and its ``owner`` (see
+    :func:`~segue.protocol.names.update_routing_key`), and to the submitter's
+    ``updates_key`` too, if it gave one.
     """
     match effect:
         case DispatchStep():
             return _task(effect, names)
         case StopAttempt():
             body = CancelAttempt(
-                job_id=effect.job_id, attempt_id=effect.attempt_id, reason=effect.reason
+                job_id=effect.job_id,
+                attempt_id=effect.attempt_id,
+                reason=effect.reason,
+                worker_id=effect.worker_id,
+                token_digest=effect.token_digest,
             )
             return _message(names.control_exchange, attempt_control_key(effect.attempt_id), body)
         case NotifyStatus():
             status = JobStatusChanged(
-                job_id=effect.job_id, status=effect.status, step=effect.step, at=now
+                job_id=effect.job_id, status=effect.status, step=effect.step, at=now, seq=effect.seq
             )
-            return _update(names, "status", status, updates_key)
+            return _update(names, "status", status, updates_key, owner)
         case NotifyProgress():
             progress = JobProgressed(
                 job_id=effect.job_id,
@@ -85,8 +94,9 @@ def to_outbox(
                 fraction=effect.fraction,
                 message=effect.message,
                 at=now,
+                seq=effect.seq,
             )
-            return _update(names, "progress", progress, updates_key)
+            return _update(names, "progress", progress, updates_key, owner)
         case NotifyResult():
             result = JobFinished(
                 job_id=effect.job_id,
@@ -94,8 +104,9 @@ def to_outbox(
                 output=effect.output,
                 error=effect.error,
                 at=now,
+                seq=effect.seq,
             )
-            return _update(names, "result", result, updates_key)
+            return _update(names, "result", result, updates_key, owner)
 
 
 def _task(effect: DispatchStep, names: Names) -> Outgoing:
@@ -113,6 +124,7 @@ def _task(effect: DispatchStep, names: Names) -> Outgoing:
         item=effect.item,
         item_index=effect.item_index,
         iteration=effect.iteration,
+        token=effect.token,
     )
     return Outgoing(
         exchange=names.tasks_exchange,
@@ -120,6 +132,8 @@ def _task(effect: DispatchStep, names: Names) -> Outgoing:
         body=encode(task),
         message_id=f"task-{effect.attempt_id}",
         priority=effect.priority,
+        # A task no queue takes is returned (and stays in the outbox) instead of dropped.
+        mandatory=True,
     )
 
 
@@ -128,8 +142,10 @@ def _update(
     kind: str,
     body: JobStatusChanged | JobProgressed | JobFinished,
     updates_key: str | None,
+    owner: str | None,
 ) -> Outgoing:
-    message = _message(names.updates_exchange, update_routing_key(body.job_id, kind), body)
+    routing_key = update_routing_key(body.job_id, kind, owner)
+    message = _message(names.updates_exchange, routing_key, body)
     headers: dict[str, str | list[str]] = {} if updates_key is None else {CC_HEADER: [updates_key]}
     # A notice is lost with a broker restart anyway (it is published once, never
     # relayed), so the broker need not write it to disk.

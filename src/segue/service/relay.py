@@ -6,7 +6,10 @@ confirmed messages are deleted by a background loop (:meth:`OutboxRelay.run`) in
 cheap statement per few milliseconds. The same loop publishes rows older than the
 grace period: what a crash, a broker outage or a refused publish left behind. A
 row the broker keeps refusing is set aside with a growing back-off, so it never
-holds up the rows behind it.
+holds up the rows behind it; after :data:`QUARANTINE_AFTER` refusals it is
+quarantined in the database with the broker's reason (``segue outbox list`` shows
+it, ``segue outbox release`` puts it back). A task quarantined this way is not
+waited for forever: its step's dispatch deadline ends the attempt.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ DELETE_DELAY_S = 0.02
 MAX_BACKOFF_S = 300.0
 OUTAGE_AFTER = 3
 """Rows failing alone one after the other that mean the broker is away, not the rows."""
+QUARANTINE_AFTER = 8
+"""Refusals of one row (with the broker otherwise taking messages) before it is
+quarantined: with the back-off doubling from the relay interval, about ten minutes."""
 
 
 class RelayStore(Protocol):
@@ -44,7 +50,11 @@ class RelayStore(Protocol):
     def claim_outbox(
         self, older_than: datetime, limit: int, skip: Sequence[int] = ()
     ) -> AbstractAsyncContextManager[OutboxClaim]:
-        """Lock rows older than ``older_than`` for publishing."""
+        """Lock rows older than ``older_than`` for publishing (never quarantined ones)."""
+        ...
+
+    async def quarantine_outbox(self, row_id: int, failures: int, reason: str) -> None:
+        """Set a row aside with the reason."""
         ...
 
 
@@ -64,6 +74,7 @@ class OutboxRelay:
         clock: Callable[[], datetime],
         interval_s: float,
         grace_s: float,
+        on_quarantine: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -73,6 +84,7 @@ class OutboxRelay:
         self._confirmed: list[int] = []
         self._have_confirmed = asyncio.Event()
         self._refused: dict[int, _Refused] = {}
+        self._on_quarantine = on_quarantine
         self._log = structlog.get_logger("segue.relay")
 
     async def send(self, rows: Sequence[OutboxRow], notices: Sequence[Outgoing] = ()) -> int:
@@ -140,7 +152,7 @@ class OutboxRelay:
                 confirmed = await self._one_by_one(claim.rows)
             published = [row.id for row, ok in zip(claim.rows, confirmed, strict=True) if ok]
             await claim.delete(published)
-        self._note_refusals(claim.rows, confirmed)
+        await self._note_refusals(claim.rows, confirmed)
         if published:
             self._log.info("outbox_relayed", rows=len(published))
         return len(claim.rows)
@@ -159,7 +171,7 @@ class OutboxRelay:
                 return [False] * len(rows)
         return confirmed
 
-    def _note_refusals(self, rows: Sequence[OutboxRow], confirmed: Sequence[bool]) -> None:
+    async def _note_refusals(self, rows: Sequence[OutboxRow], confirmed: Sequence[bool]) -> None:
         if not any(confirmed):
             return  # the broker is away: nothing singles out a row
         now = time.monotonic()
@@ -168,6 +180,9 @@ class OutboxRelay:
                 self._refused.pop(row.id, None)
                 continue
             failures = self._refused[row.id].failures + 1 if row.id in self._refused else 1
+            if failures >= QUARANTINE_AFTER:
+                await self._quarantine(row, failures)
+                continue
             backoff = min(MAX_BACKOFF_S, self._interval_s * 2**failures)
             self._refused[row.id] = _Refused(failures, now + backoff)
             self._log.warning(
@@ -178,3 +193,27 @@ class OutboxRelay:
                 failures=failures,
                 retry_in_s=backoff,
             )
+
+    async def _quarantine(self, row: OutboxRow, failures: int) -> None:
+        """Set aside a row refused ``failures`` times, with the broker's reason (one
+        last try tells it; should that one be taken, the row is simply published)."""
+        try:
+            await self._publisher.publish(row.message)
+        except Exception as exc:
+            reason = describe(exc)
+        else:
+            self._refused.pop(row.id, None)
+            await self._store.delete_outbox([row.id])
+            return
+        await self._store.quarantine_outbox(row.id, failures, reason)
+        self._refused.pop(row.id, None)
+        if self._on_quarantine is not None:
+            self._on_quarantine()
+        self._log.error(
+            "outbox_row_quarantined",
+            row_id=row.id,
+            exchange=row.message.exchange,
+            routing_key=row.message.routing_key,
+            failures=failures,
+            reason=reason,
+        )

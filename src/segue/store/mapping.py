@@ -72,6 +72,9 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "deadline_at": aware(job.deadline_at, "job.deadline_at"),
         "run": job.run,
         "updates_key": job.updates_key,
+        "secret": job.secret,
+        "owner": job.owner,
+        "update_seq": job.update_seq,
     }
 
 
@@ -91,6 +94,9 @@ def row_to_job(row: Row, workflow: Workflow, attempts: Iterable[Attempt]) -> Job
         finished_at=row["finished_at"],
         run=row["run"],
         updates_key=row["updates_key"],
+        secret=row["secret"],
+        owner=row["owner"],
+        update_seq=row["update_seq"],
         current_step=row["current_step"],
         attempts=tuple(attempts),
         outputs=row["outputs"],
@@ -130,6 +136,7 @@ def attempt_to_row(job_id: UUID, ordinal: int, attempt: Attempt) -> dict[str, An
         "error": error_to_json(attempt.error),
         "item_index": attempt.item_index,
         "iteration": attempt.iteration,
+        "progress_records": attempt.progress_records,
     }
 
 
@@ -154,6 +161,7 @@ def row_to_attempt(row: Row) -> Attempt:
         error=error_from_json(row["error"]),
         item_index=row["item_index"],
         iteration=row["iteration"],
+        progress_records=row["progress_records"],
     )
 
 
@@ -206,6 +214,7 @@ def row_to_job_view(
         run=row["run"],
         priority=row["priority"],
         reference=row["reference"],
+        owner=row["owner"],
         params=row["params"],
         current_step=row["current_step"],
         outputs=row["outputs"],

@@ -86,11 +86,34 @@ class JobWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingCancel:
+    """A cancel of a job that was not submitted (yet): its submission will end it."""
+
+    job_id: UUID
+    reason: str
+    requester: str | None = None
+    admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxRow:
     """An outbox row claimed for publishing: its id and the message as stored."""
 
     id: int
     message: Outgoing
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRow:
+    """An outbox row the relay set aside, and why."""
+
+    id: int
+    exchange: str
+    routing_key: str
+    failures: int
+    last_error: str | None
+    quarantined_at: datetime
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,18 +137,20 @@ WRITE_SQL = """
 WITH inserted AS (
     INSERT INTO jobs (job_id, workflow_name, workflow_version, workflow_hash, status, priority,
         reference, params, outputs, crashes, error, current_step, created_at, updated_at,
-        finished_at, deadline_at, run, wake_at, last_seq, updates_key)
+        finished_at, deadline_at, run, wake_at, last_seq, updates_key, secret, owner,
+        update_seq)
     SELECT t.job_id, t.workflow_name, t.workflow_version, t.workflow_hash, t.status, t.priority,
         t.reference, t.params::jsonb, t.outputs::jsonb, t.crashes::jsonb, t.error::jsonb,
         t.current_step, t.created_at, t.updated_at, t.finished_at, t.deadline_at, t.run,
-        t.wake_at, t.last_seq, t.updates_key
+        t.wake_at, t.last_seq, t.updates_key, t.secret, t.owner, t.update_seq
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[],
         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
         $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
-        $17::int4[], $18::timestamptz[], $19::int4[], $20::text[])
+        $17::int4[], $18::timestamptz[], $19::int4[], $20::text[], $67::text[], $68::text[],
+        $69::int4[])
       AS t(job_id, workflow_name, workflow_version, workflow_hash, status, priority, reference,
         params, outputs, crashes, error, current_step, created_at, updated_at, finished_at,
-        deadline_at, run, wake_at, last_seq, updates_key)
+        deadline_at, run, wake_at, last_seq, updates_key, secret, owner, update_seq)
     ON CONFLICT (job_id) DO NOTHING
     RETURNING job_id
 ), updated AS (
@@ -136,29 +161,29 @@ WITH inserted AS (
         crashes = COALESCE(u.crashes::jsonb, j.crashes),
         error = CASE WHEN u.error_set THEN u.error::jsonb ELSE j.error END,
         updated_at = u.updated_at, finished_at = u.finished_at, deadline_at = u.deadline_at,
-        run = u.run, wake_at = u.wake_at, last_seq = u.last_seq
+        run = u.run, wake_at = u.wake_at, last_seq = u.last_seq, update_seq = u.update_seq
     FROM unnest($21::uuid[], $22::text[], $23::int2[], $24::text[], $25::text[], $26::text[],
         $27::text[], $28::bool[], $29::text[], $30::timestamptz[], $31::timestamptz[],
-        $32::timestamptz[], $33::int4[], $34::timestamptz[], $35::int4[])
+        $32::timestamptz[], $33::int4[], $34::timestamptz[], $35::int4[], $70::int4[])
       AS u(job_id, status, priority, current_step, params, outputs, crashes, error_set, error,
-        updated_at, finished_at, deadline_at, run, wake_at, last_seq)
+        updated_at, finished_at, deadline_at, run, wake_at, last_seq, update_seq)
     WHERE j.job_id = u.job_id
     RETURNING j.job_id
 ), attempts AS (
     INSERT INTO step_attempts (attempt_id, job_id, ordinal, step, number, status, created_at,
         due_at, dispatched_at, started_at, finished_at, last_seen_at, worker_id, run, progress,
-        progress_message, output, error, item_index, iteration)
+        progress_message, output, error, item_index, iteration, progress_records)
     SELECT t.attempt_id, t.job_id, t.ordinal, t.step, t.number, t.status, t.created_at,
         t.due_at, t.dispatched_at, t.started_at, t.finished_at, t.last_seen_at, t.worker_id,
         t.run, t.progress, t.progress_message, t.output::jsonb, t.error::jsonb, t.item_index,
-        t.iteration
+        t.iteration, t.progress_records
     FROM unnest($36::uuid[], $37::uuid[], $38::int4[], $39::text[], $40::int4[], $41::text[],
         $42::timestamptz[], $43::timestamptz[], $44::timestamptz[], $45::timestamptz[],
         $46::timestamptz[], $47::timestamptz[], $48::text[], $49::int4[], $50::float8[],
-        $51::text[], $52::text[], $53::text[], $54::int4[], $55::int4[])
+        $51::text[], $52::text[], $53::text[], $54::int4[], $55::int4[], $71::int4[])
       AS t(attempt_id, job_id, ordinal, step, number, status, created_at, due_at,
         dispatched_at, started_at, finished_at, last_seen_at, worker_id, run, progress,
-        progress_message, output, error, item_index, iteration)
+        progress_message, output, error, item_index, iteration, progress_records)
     WHERE t.job_id IN (SELECT job_id FROM inserted UNION ALL SELECT job_id FROM updated)
     ON CONFLICT (attempt_id) DO UPDATE SET
         ordinal = EXCLUDED.ordinal, step = EXCLUDED.step, number = EXCLUDED.number,
@@ -168,17 +193,20 @@ WITH inserted AS (
         worker_id = EXCLUDED.worker_id, run = EXCLUDED.run, progress = EXCLUDED.progress,
         progress_message = EXCLUDED.progress_message, output = EXCLUDED.output,
         error = EXCLUDED.error, item_index = EXCLUDED.item_index,
-        iteration = EXCLUDED.iteration
+        iteration = EXCLUDED.iteration, progress_records = EXCLUDED.progress_records
 ), history AS (
     INSERT INTO job_events (job_id, seq, type, data, at)
     SELECT t.job_id, t.seq, t.type, t.data::jsonb, COALESCE($60::timestamptz, now())
     FROM unnest($56::uuid[], $57::int4[], $58::text[], $59::text[]) AS t(job_id, seq, type, data)
     WHERE t.job_id IN (SELECT job_id FROM inserted UNION ALL SELECT job_id FROM updated)
 ), sent AS (
-    INSERT INTO outbox (exchange, routing_key, body, headers, priority, message_id)
-    SELECT t.exchange, t.routing_key, t.body, t.headers::jsonb, t.priority, t.message_id
-    FROM unnest($61::text[], $62::text[], $63::bytea[], $64::text[], $65::int2[], $66::text[])
-      WITH ORDINALITY AS t(exchange, routing_key, body, headers, priority, message_id, n)
+    INSERT INTO outbox (exchange, routing_key, body, headers, priority, message_id, mandatory)
+    SELECT t.exchange, t.routing_key, t.body, t.headers::jsonb, t.priority, t.message_id,
+        t.mandatory
+    FROM unnest($61::text[], $62::text[], $63::bytea[], $64::text[], $65::int2[], $66::text[],
+        $72::bool[])
+      WITH ORDINALITY AS t(exchange, routing_key, body, headers, priority, message_id, mandatory,
+        n)
     ORDER BY t.n
     RETURNING id
 )
@@ -189,7 +217,7 @@ SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM update
 for jobs it inserted or updated (a job another transaction inserted first gets
 none: the caller sees ``inserted`` fall short and rolls back); outbox ids are
 drawn in the order of the messages (``WITH ORDINALITY``), so sorted they line up
-with them."""
+with them. Columns added later take the parameters after the outbox's ($67 on)."""
 
 
 class DefinitionCache:
@@ -245,15 +273,26 @@ class JobTransaction:
         self._definitions = definitions
         self.inserted_definitions: set[str] = set()
 
-    async def lock_jobs(self, job_ids: Iterable[UUID]) -> dict[UUID, Locked]:
+    async def lock_jobs(
+        self, job_ids: Iterable[UUID], *, absent_too: bool = False
+    ) -> dict[UUID, Locked]:
         """The stored ones of these jobs, their rows locked until the transaction ends.
 
         Rows are locked in job-id order, so transactions locking overlapping
-        sets wait for each other instead of deadlocking.
+        sets wait for each other instead of deadlocking. With ``absent_too``
+        the job ids themselves are locked first (transaction-level advisory
+        locks, also in order), so that two transactions about a job that does
+        not exist yet (its submission and a cancel that overtook it) take
+        turns: the second then sees what the first committed.
         """
         wanted = sorted(set(job_ids))
         if not wanted:
             return {}
+        if absent_too:
+            await self._connection.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k ORDER BY k",
+                sorted({_advisory_key(job_id) for job_id in wanted}),
+            )
         rows = await self._connection.fetch(
             "SELECT * FROM jobs WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR UPDATE",
             wanted,
@@ -295,22 +334,60 @@ class JobTransaction:
         """
         new = [w for w in writes if w.before is None]
         existing = [w for w in writes if w.before is not None]
+        *attempt_columns, progress_records = _attempt_columns(writes)
         if new:
             await self._insert_definitions({w.after.workflow_hash: w.after.workflow for w in new})
         row = await self._connection.fetchrow(
             WRITE_SQL,
             *_insert_job_columns(new),
             *_update_job_columns(existing),
-            *_attempt_columns(writes),
+            *attempt_columns,
             *_history_columns(writes),
             aware(at, "at"),
             *_outbox_columns(outbox),
+            [w.after.secret for w in new],
+            [w.after.owner for w in new],
+            [w.after.update_seq for w in new],
+            [w.after.update_seq for w in existing],
+            progress_records,
+            [m.mandatory for m in outbox],
         )
         if row["inserted"] != len(new):
             raise ConcurrentInsertError(f"{len(new) - row['inserted']} of the new jobs exist")
         if row["updated"] != len(existing):
             raise StoreError("jobs not stored: insert them before saving them")
         return list(row["outbox_ids"])
+
+    async def take_pending_cancels(self, job_ids: Sequence[UUID]) -> dict[UUID, PendingCancel]:
+        """Remove and return the pending cancels of these jobs (lock them with
+        ``lock_jobs(..., absent_too=True)`` first)."""
+        if not job_ids:
+            return {}
+        rows = await self._connection.fetch(
+            "DELETE FROM pending_cancels WHERE job_id = ANY($1::uuid[])"
+            " RETURNING job_id, reason, requester, admin",
+            list(job_ids),
+        )
+        return {
+            row["job_id"]: PendingCancel(
+                row["job_id"], row["reason"], row["requester"], row["admin"]
+            )
+            for row in rows
+        }
+
+    async def add_pending_cancels(self, cancels: Sequence[PendingCancel]) -> None:
+        """Keep cancels of jobs not submitted yet (the first one per job counts)."""
+        if not cancels:
+            return
+        await self._connection.execute(
+            "INSERT INTO pending_cancels (job_id, reason, requester, admin)"
+            " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bool[])"
+            " ON CONFLICT (job_id) DO NOTHING",
+            [c.job_id for c in cancels],
+            [c.reason for c in cancels],
+            [c.requester for c in cancels],
+            [c.admin for c in cancels],
+        )
 
     async def claim_outbox(
         self, older_than: datetime | None, limit: int, skip: Sequence[int] = ()
@@ -321,7 +398,7 @@ class JobTransaction:
         """
         rows = await self._connection.fetch(
             "SELECT * FROM outbox WHERE ($1::timestamptz IS NULL OR created_at < $1)"
-            " AND NOT id = ANY($2::bigint[])"
+            " AND quarantined_at IS NULL AND NOT id = ANY($2::bigint[])"
             " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
             older_than,
             list(skip),
@@ -487,6 +564,38 @@ class Store:
                 "UPDATE jobs SET wake_at = $2 WHERE job_id = $1", job_id, aware(until, "until")
             )
 
+    async def quarantine_outbox(self, row_id: int, failures: int, reason: str) -> None:
+        """Set aside an outbox row the broker keeps refusing, with the reason: the
+        relay no longer tries it (``segue outbox release`` puts it back)."""
+        async with self._pool.acquire() as connection:
+            await connection.execute(
+                "UPDATE outbox SET quarantined_at = now(), failures = $2, last_error = $3"
+                " WHERE id = $1",
+                row_id,
+                failures,
+                reason,
+            )
+
+    async def release_outbox(self, row_ids: Sequence[int] | None = None) -> int:
+        """Put quarantined rows (these, or all of them) back for the relay; returns how many."""
+        async with self._pool.acquire() as connection:
+            status = await connection.execute(
+                "UPDATE outbox SET quarantined_at = NULL, failures = 0"
+                " WHERE quarantined_at IS NOT NULL AND ($1::bigint[] IS NULL OR id = ANY($1))",
+                None if row_ids is None else list(row_ids),
+            )
+        return int(status.split()[-1])
+
+    async def quarantined_outbox(self, limit: int = 100) -> list[QuarantinedRow]:
+        """Quarantined outbox rows, oldest first."""
+        async with self._pool.acquire() as connection:
+            rows = await connection.fetch(
+                "SELECT id, exchange, routing_key, failures, last_error, quarantined_at,"
+                " created_at FROM outbox WHERE quarantined_at IS NOT NULL ORDER BY id LIMIT $1",
+                limit,
+            )
+        return [QuarantinedRow(**dict(row)) for row in rows]
+
     async def outbox_size(self) -> int:
         """How many messages wait in the outbox."""
         async with self._pool.acquire() as connection:
@@ -531,6 +640,19 @@ class Store:
                 " LIMIT $3 FOR UPDATE SKIP LOCKED)",
                 TERMINAL_STATUSES,
                 updated_before,
+                limit,
+            )
+        return int(status.split()[-1])
+
+    async def purge_pending_cancels(self, created_before: datetime, limit: int = 500) -> int:
+        """Delete up to ``limit`` cancels of jobs never submitted, kept since before
+        ``created_before``. Rows another transaction holds are skipped. Returns how
+        many were deleted: call again while it is ``limit``."""
+        async with self._pool.acquire() as connection:
+            status = await connection.execute(
+                "DELETE FROM pending_cancels WHERE job_id IN (SELECT job_id FROM pending_cancels"
+                " WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                aware(created_before, "created_before"),
                 limit,
             )
         return int(status.split()[-1])
@@ -658,20 +780,25 @@ def _update_job_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
     ]
 
 
-def _attempt_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
-    """Columns of the attempts that are new or differ from the locked state."""
-    job_ids: list[UUID] = []
-    ordinals: list[int] = []
-    attempts: list[Attempt] = []
+def _changed_attempts(writes: Sequence[JobWrite]) -> list[tuple[UUID, int, Attempt]]:
+    """(job id, ordinal, attempt) of the attempts that are new or differ from the locked state."""
+    changed: list[tuple[UUID, int, Attempt]] = []
     for write in writes:
         old = {} if write.before is None else _by_id(write.before.attempts)
         for ordinal, attempt in enumerate(write.after.attempts, start=1):
             previous = old.get(attempt.attempt_id)
             if previous is attempt or previous == attempt:
                 continue
-            job_ids.append(write.after.job_id)
-            ordinals.append(ordinal)
-            attempts.append(attempt)
+            changed.append((write.after.job_id, ordinal, attempt))
+    return changed
+
+
+def _attempt_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
+    """Columns of the attempts that are new or differ from the locked state."""
+    changed = _changed_attempts(writes)
+    job_ids = [job_id for job_id, _, _ in changed]
+    ordinals = [ordinal for _, ordinal, _ in changed]
+    attempts = [attempt for _, _, attempt in changed]
     return [
         [a.attempt_id for a in attempts],
         job_ids,
@@ -693,6 +820,7 @@ def _attempt_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
         [_optional_json(error_to_json(a.error)) for a in attempts],
         [a.item_index for a in attempts],
         [a.iteration for a in attempts],
+        [a.progress_records for a in attempts],  # the last: a parameter after the outbox's
     ]
 
 
@@ -722,6 +850,12 @@ def _outbox_columns(messages: Sequence[Outgoing]) -> list[list[Any]]:
     ]
 
 
+def _advisory_key(job_id: UUID) -> int:
+    """The advisory lock key of a job id (64 of its random bits; a collision only
+    makes two transactions take turns)."""
+    return int.from_bytes(job_id.bytes[8:], "big", signed=True)
+
+
 def _if_changed(before: Any, after: Any) -> str | None:
     """JSON text of ``after`` unless it is the very object stored before (None: keep)."""
     return None if after is before else to_json_text(after)
@@ -739,4 +873,5 @@ def _row_to_outgoing(row: Row) -> Outgoing:
         message_id=row["message_id"] or None,
         priority=row["priority"],
         headers=dict(row["headers"]),
+        mandatory=row["mandatory"],
     )

@@ -12,7 +12,12 @@ schema (an integration test compares the two).
   a map), ``iteration`` the run of a repeated step.
 - ``job_events``: the append-only history, ``(job_id, seq)``.
 - ``outbox``: messages committed with the state they belong to, deleted once
-  published.
+  published; a row the broker keeps refusing is quarantined (``quarantined_at``,
+  ``last_error``) instead of retried forever.
+- ``pending_cancels``: cancels that arrived before their job's submission; the
+  submission then ends the job cancelled before it runs.
+- ``jobs.secret`` derives the job's attempt ids and tokens; ``jobs.owner`` is the
+  RabbitMQ user that submitted it; ``jobs.update_seq`` numbers its updates.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -36,6 +42,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -111,6 +118,9 @@ jobs = Table(
     _timestamp("wake_at"),
     Column("updates_key", Text, nullable=True),
     Column("last_seq", Integer, nullable=False, server_default=text("0")),
+    Column("secret", Text, nullable=True),
+    Column("owner", Text, nullable=True),
+    Column("update_seq", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("job_id"),
     CheckConstraint(enum_check("status", JobStatus), name="status"),
     Index("ix_jobs_wake_at", "wake_at", postgresql_where=text("wake_at IS NOT NULL")),
@@ -146,6 +156,7 @@ step_attempts = Table(
     _json("error", nullable=True),
     Column("item_index", Integer, nullable=True),
     Column("iteration", Integer, nullable=False, server_default=text("1")),
+    Column("progress_records", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("attempt_id"),
     UniqueConstraint("job_id", "ordinal"),
     CheckConstraint(enum_check("status", AttemptStatus), name="status"),
@@ -179,6 +190,22 @@ outbox = Table(
     Column("priority", SmallInteger, nullable=True),
     Column("message_id", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text, nullable=True),
+    _timestamp("quarantined_at"),
+    Column("mandatory", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("id"),
     Index("ix_outbox_created_at", "created_at"),
+)
+
+pending_cancels = Table(
+    "pending_cancels",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("requester", Text, nullable=True),
+    Column("admin", Boolean, nullable=False, server_default=false()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("job_id"),
+    Index("ix_pending_cancels_created_at", "created_at"),
 )

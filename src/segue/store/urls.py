@@ -4,7 +4,10 @@ Users write a plain ``postgresql://user:password@host:port/db`` (``postgres://``
 and URLs that name a driver are accepted too). The service runs on asyncpg
 (:func:`asyncpg_dsn`); Alembic runs on psycopg2. TLS is spelled ``sslmode`` in
 both DSNs (SQLAlchemy's asyncpg dialect says ``ssl``), so that option is
-translated as well.
+translated as well; the other libpq options (``sslrootcert``, ``sslcert``,
+``sslkey``) pass through unchanged, e.g.
+``postgresql://segue@db:5432/segue?sslmode=verify-full&sslrootcert=/certs/ca.pem``
+(docs/security.md).
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ def parse_url(url: str | URL) -> URL:
 
 
 def async_url(url: str | URL) -> URL:
-    """The asyncpg URL (``postgresql+asyncpg://``) the service runs on."""
+    """The SQLAlchemy asyncpg URL (``postgresql+asyncpg://``), for tools and tests.
+
+    SQLAlchemy hands its query options to ``asyncpg.connect()`` as keywords, which
+    know ``ssl`` but not ``sslrootcert``: for certificate files use
+    :func:`asyncpg_dsn`, as the service does.
+    """
     parsed = parse_url(url).set(drivername=ASYNC_DRIVER)
     return _rename_query_key(parsed, "sslmode", "ssl")
 

@@ -15,11 +15,11 @@ from segue.broker.boundary import ConsumeBoundary
 from segue.broker.connection import connect
 from segue.broker.env import ConnectionSettings
 from segue.broker.publisher import ConfirmedPublisher
-from segue.broker.topology import declare_exchanges, declare_queue
+from segue.broker.topology import declare_exchanges, declare_queue, ensure_queue
 from segue.logs import library_logger
 from segue.protocol.names import Names
 from segue.protocol.topology import orchestrator_queues
-from segue.worker.attempt import AttemptSettings
+from segue.worker.attempt import DEFAULT_PROGRESS_INTERVAL_S, AttemptSettings
 from segue.worker.attempts import RunningAttempts
 from segue.worker.control import ControlListener
 from segue.worker.handler import StepHandler
@@ -42,7 +42,9 @@ class Worker:
       ``heartbeat_s`` (at least 1 s), or 10 s if the step has none.
     - ``shutdown_grace_s``: how long :meth:`stop` lets running handlers finish
       before cancelling them.
-    - ``progress_interval_s``: at most one progress report per attempt per interval.
+    - ``progress_interval_s``: at most one progress report per attempt per
+      interval (default 1 s: at most one per attempt per second reaches the
+      orchestrator). Reports in between are coalesced: the latest is sent.
     """
 
     def __init__(
@@ -55,7 +57,7 @@ class Worker:
         worker_id: str | None = None,
         heartbeat_interval_s: float | None = None,
         shutdown_grace_s: float = 30.0,
-        progress_interval_s: float = 0.5,
+        progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S,
     ) -> None:
         _check_handlers(handlers)
         if concurrency < 1:
@@ -150,10 +152,12 @@ class Worker:
         consume_channel = await connection.channel()
         await declare_exchanges(publish_channel, names)
         for spec in orchestrator_queues(names):
-            if spec.name in (names.events_queue, names.dead_queue):
+            if spec.name == names.events_queue:
                 await declare_queue(publish_channel, spec)
+            elif spec.name == names.dead_queue:  # its bounds are the orchestrator's to choose
+                await ensure_queue(publish_channel, spec)
         publisher = ConfirmedPublisher(publish_channel)
-        reporter = EventReporter(publisher, names.events_queue)
+        reporter = EventReporter(publisher, names.events_exchange, names.events_queue)
         attempts = RunningAttempts(reporter, self._attempt_settings)
         control = ControlListener(consume_channel, names.control_exchange, attempts.cancel)
         intake = TaskIntake(

@@ -30,8 +30,6 @@ from segue.worker.threads import run_in_thread
 
 DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
 MIN_HEARTBEAT_INTERVAL_S = 1.0
-MAX_ERROR_MESSAGE_CHARS = 2000
-MAX_ERROR_DETAILS_CHARS = 8000
 
 
 def heartbeat_interval(task_heartbeat_s: float | None, override_s: float | None) -> float:
@@ -48,19 +46,17 @@ def heartbeat_interval(task_heartbeat_s: float | None, override_s: float | None)
 
 
 def error_info(exc: BaseException, step: str) -> ErrorInfo:
-    """What a handler's exception is reported as: its type, message and traceback tail."""
-    message = str(exc) or repr(exc)
-    details = "".join(traceback.format_exception(exc))
+    """What a handler's exception is reported as: its type, message and traceback tail.
+
+    :class:`ErrorInfo` bounds each text (the traceback keeps its end), so a long
+    one is cut here, before it is sent, and says how much was left out.
+    """
     return ErrorInfo(
         kind=type(exc).__name__,
-        message=_truncate(message, MAX_ERROR_MESSAGE_CHARS),
+        message=str(exc) or repr(exc),
         step=step,
-        details=details[-MAX_ERROR_DETAILS_CHARS:],
+        details="".join(traceback.format_exception(exc)),
     )
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -88,13 +84,21 @@ class Cancelled:
 Result = Succeeded | Failed | Cancelled
 
 
+DEFAULT_PROGRESS_INTERVAL_S = 1.0
+"""At most one progress report per attempt per second reaches the orchestrator."""
+
+
 @dataclass(frozen=True)
 class AttemptSettings:
-    """How attempts of one worker run."""
+    """How attempts of one worker run.
+
+    ``progress_interval_s``: at most one progress report per attempt per
+    interval is sent (the latest; see :mod:`segue.worker.progress`).
+    """
 
     worker_id: str
     heartbeat_interval_s: float | None = None
-    progress_interval_s: float = 0.5
+    progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
 
 
 class Attempt:
@@ -219,11 +223,14 @@ class Attempt:
         )
 
     def _event_fields(self) -> dict[str, Any]:
+        """What every report about the attempt carries: its ids, when it was sent, and
+        the task's token (without which the orchestrator refuses the report)."""
         return {
             "job_id": self.task.job_id,
             "attempt_id": self.task.attempt_id,
             "worker_id": self._settings.worker_id,
             "sent_at": datetime.now(UTC),
+            "token": self.task.token,
         }
 
 

@@ -1,29 +1,105 @@
-"""The attempts a worker is running: starting, cancelling and abandoning them."""
+"""The attempts a worker is running: starting, cancelling and abandoning them.
+
+Which cancels a worker obeys: every worker hears every cancel, and anyone who
+may publish to the control exchange could send one. A cancel naming another
+worker (``worker_id``) is not for this one. For an attempt whose task carried
+a token, only a cancel carrying the token's digest counts: the orchestrator
+that issued the task knows the token, whoever forges a cancel does not. Tasks
+without a token (from an older orchestrator) obey any cancel of their attempt,
+as before.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
 import structlog
 
 from segue.logs import library_logger
-from segue.protocol.messages import CancelAttempt, StepStarted, StepTask
+from segue.protocol import kinds
+from segue.protocol.messages import CancelAttempt, ErrorInfo, StepFailed, StepStarted, StepTask
+from segue.protocol.tokens import token_digest
 from segue.worker.attempt import Attempt, AttemptSettings
+from segue.worker.cancels import RecentCancels
 from segue.worker.handler import StepHandler
 from segue.worker.reporter import EventSink
 
 
-class RunningAttempts:
-    """Every attempt between its ``started`` report and its result, by attempt id."""
+@dataclass(frozen=True)
+class TaskIds:
+    """What identifies the attempt of a task that could not be decoded as a whole."""
 
-    def __init__(self, reporter: EventSink, settings: AttemptSettings) -> None:
+    job_id: UUID
+    attempt_id: UUID
+    token: str | None = None
+    step: str | None = None
+
+
+MAX_TOKEN_CHARS = 64
+"""Longest token a report may carry (``WorkerEvent.token``)."""
+MAX_TASK_SNIFF_BYTES = 16_000_000
+"""Larger undecodable tasks are not searched for their ids (they are only dead-lettered)."""
+
+
+def task_ids(body: bytes) -> TaskIds | None:
+    """The ids in the body of a task that could not be decoded, read leniently; None if
+    it names no valid job id and attempt id.
+
+    A token that is not a string of at most 64 characters is left out (the
+    report is then refused by an orchestrator that checks tokens: no harm done).
+    """
+    if len(body) > MAX_TASK_SNIFF_BYTES:
+        return None
+    try:
+        raw = json.loads(body)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError
+        return None
+    if not isinstance(raw, dict):
+        return None
+    job_id, attempt_id = _uuid_of(raw.get("job_id")), _uuid_of(raw.get("attempt_id"))
+    if job_id is None or attempt_id is None:
+        return None
+    token, step = raw.get("token"), raw.get("step")
+    return TaskIds(
+        job_id,
+        attempt_id,
+        token if isinstance(token, str) and len(token) <= MAX_TOKEN_CHARS else None,
+        step if isinstance(step, str) else None,
+    )
+
+
+def _uuid_of(value: object) -> UUID | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+class RunningAttempts:
+    """Every attempt between its ``started`` report and its result, by attempt id.
+
+    It also remembers the recent cancels meant for this worker, so that a task
+    of an attempt cancelled before it arrived is dropped unrun.
+    """
+
+    def __init__(
+        self,
+        reporter: EventSink,
+        settings: AttemptSettings,
+        cancels: RecentCancels | None = None,
+    ) -> None:
         self._reporter = reporter
         self._settings = settings
         self._attempts: dict[UUID, Attempt] = {}
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
+        self._cancels = cancels if cancels is not None else RecentCancels()
         self._log = library_logger("segue.worker")
 
     def __len__(self) -> int:
@@ -48,6 +124,7 @@ class RunningAttempts:
                     attempt_id=task.attempt_id,
                     worker_id=self._settings.worker_id,
                     sent_at=datetime.now(UTC),
+                    token=task.token,
                     redelivered=redelivered,
                 )
             )
@@ -67,15 +144,59 @@ class RunningAttempts:
         """Forget an attempt that was not launched after all."""
         self._attempts.pop(attempt.task.attempt_id, None)
 
+    def cancelled_before(self, task: StepTask) -> str | None:
+        """The reason of a cancel heard for ``task``'s attempt before it arrived, or None."""
+        heard = self._cancels.find(task)
+        return None if heard is None else heard.reason
+
+    async def refuse(self, ids: TaskIds, reason: str) -> bool:
+        """Report the attempt of an undecodable task failed for good, at once.
+
+        Else the orchestrator would wait for the attempt's dispatch deadline.
+        Tried once: the caller dead-letters the task either way. False if the
+        report was not confirmed.
+        """
+        error = ErrorInfo(kind=kinds.INVALID_TASK, message=reason, step=ids.step)
+        return await self._reporter.send_once(
+            StepFailed(
+                job_id=ids.job_id,
+                attempt_id=ids.attempt_id,
+                worker_id=self._settings.worker_id,
+                sent_at=datetime.now(UTC),
+                token=ids.token,
+                error=error,
+                retryable=False,
+            )
+        )
+
     def cancel(self, command: CancelAttempt) -> None:
         """Apply a control message: cancel the attempt it names, if it runs here.
 
         Every worker hears every cancel, so one for an attempt running
-        elsewhere (or already finished) is the normal case, logged at debug.
+        elsewhere (or already finished) is the normal case, logged at debug;
+        it is remembered in case the attempt's task arrives later. A cancel
+        for another worker, or without the digest of the running attempt's
+        token, is ignored (see the module's docstring).
         """
+        if command.worker_id is not None and command.worker_id != self._settings.worker_id:
+            self._log.debug(
+                "cancel_for_other_worker",
+                attempt_id=str(command.attempt_id),
+                for_worker=command.worker_id,
+            )
+            return
+        self._cancels.remember(command)
         attempt = self._attempts.get(command.attempt_id)
         if attempt is None:
             self._log.debug("cancel_for_other_attempt", attempt_id=str(command.attempt_id))
+            return
+        token = attempt.task.token
+        if token is not None and command.token_digest != token_digest(token):
+            self._log.warning(
+                "cancel_without_token_ignored",
+                job_id=str(command.job_id),
+                attempt_id=str(command.attempt_id),
+            )
             return
         self._log.info(
             "step_cancel_requested",

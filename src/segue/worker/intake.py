@@ -6,7 +6,12 @@ The guarantees:
 - a task is acknowledged only once its ``started`` report was confirmed by
   the broker (so hours-long steps survive the broker's consumer timeout, and
   a worker that dies before that leaves the task in its queue);
-- on stop, every task not started is handed back to its queue.
+- on stop, every task not started is handed back to its queue;
+- a task of an attempt cancelled before it arrived is acknowledged unrun,
+  without a ``started`` report (see :class:`~segue.worker.cancels.RecentCancels`);
+- a task that cannot be decoded is dead-lettered, and if it still names its
+  job and attempt, the attempt is first reported failed (``invalid_task``, not
+  retryable), so the orchestrator need not wait for its dispatch deadline.
 
 How, cheaply: each task queue is consumed with a prefetch of ``capacity``
 (``basic.qos``, per consumer). A delivery first takes a slot, then is
@@ -50,6 +55,7 @@ from segue.protocol.messages import StepTask
 from segue.protocol.names import Names
 from segue.protocol.topology import task_queue
 from segue.worker.attempt import Attempt
+from segue.worker.attempts import TaskIds, task_ids
 from segue.worker.handler import StepHandler
 from segue.worker.reporter import retry_delays
 
@@ -70,6 +76,10 @@ class AttemptStarter(Protocol):
     def launch(self, attempt: Attempt, on_done: Callable[[], None]) -> None: ...
 
     def discard(self, attempt: Attempt) -> None: ...
+
+    def cancelled_before(self, task: StepTask) -> str | None: ...
+
+    async def refuse(self, ids: TaskIds, reason: str) -> bool: ...
 
 
 class Slots:
@@ -234,12 +244,26 @@ class TaskIntake:
         try:
             task = decode(TASK_ADAPTER, message.body)
         except InvalidMessageError as exc:
-            return Outcome.dead(f"invalid step task: {exc.reason}")
+            return await self._refuse(message.body, f"invalid step task: {exc.reason}")
+        cancel_reason = self._starter.cancelled_before(task)
+        if cancel_reason is not None:
+            reason = f"attempt {task.attempt_id} cancelled before it arrived: {cancel_reason}"
+            return Outcome.ack("task_cancelled", reason)
         attempt = await self._starter.start(task, handler, bool(message.redelivered))
         if attempt is None:
             return Outcome.ack("task_duplicate", f"attempt {task.attempt_id} already runs here")
         accepted.append(attempt)
         return Outcome.ack("task_started")
+
+    async def _refuse(self, body: bytes, reason: str) -> Outcome:
+        """Dead-letter an undecodable task, but first report its attempt failed if the
+        task names one: else the orchestrator waits for the attempt's dispatch deadline."""
+        ids = task_ids(body)
+        if ids is None:
+            return Outcome.dead(reason)
+        if await self._starter.refuse(ids, reason):
+            return Outcome.dead(f"{reason} (attempt {ids.attempt_id} reported failed)")
+        return Outcome.dead(f"{reason} (attempt {ids.attempt_id} could not be reported failed)")
 
     async def _hand_back(self, queue_name: str, message: AbstractIncomingMessage) -> None:
         """Requeue a delivery that got no slot; pause consuming until a slot frees."""

@@ -4,6 +4,10 @@ An event that matters (started, progress, result) is retried with backoff
 until the broker confirms it or the worker closes the reporter: a broker
 restart in the middle of a step must not lose the step's result. Heartbeats
 are sent once; the next one is due soon anyway.
+
+Every event leaves with ``sent_at`` set (the orchestrator judges deadlines by
+the send time of the events it handles): an event built without it is
+stamped when it is first published (its retries keep that time).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Protocol
 from uuid import uuid4
 
@@ -49,10 +54,13 @@ class EventSink(Protocol):
 
 
 class EventReporter:
-    """Publishes worker events to the events queue through the default exchange."""
+    """Publishes worker events to the events queue through its exchange."""
 
-    def __init__(self, publisher: ConfirmedPublisher, events_queue: str) -> None:
+    def __init__(
+        self, publisher: ConfirmedPublisher, events_exchange: str, events_queue: str
+    ) -> None:
         self._publisher = publisher
+        self._events_exchange = events_exchange
         self._events_queue = events_queue
         self._closed = asyncio.Event()
         self._log = library_logger("segue.worker")
@@ -82,8 +90,10 @@ class EventReporter:
 
     def _outgoing(self, event: WorkerEvent) -> Outgoing:
         # One message id for every retry, so the orchestrator can tell duplicates.
+        if event.sent_at is None:
+            event = event.model_copy(update={"sent_at": datetime.now(UTC)})
         return Outgoing(
-            exchange="",
+            exchange=self._events_exchange,
             routing_key=self._events_queue,
             body=encode(event),
             message_id=uuid4().hex,

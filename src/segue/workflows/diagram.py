@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from segue.workflows.conditions import describe
 from segue.workflows.model import (
+    DEFAULT_DISPATCH_TIMEOUT_S,
     DatetimeParameter,
     DurationParameter,
     FloatParameter,
@@ -281,7 +282,7 @@ def _task_lines(step: Step) -> list[str]:
         f"timeout {_seconds(step.timeout_s) if step.timeout_s else 'none'}",
         f"heartbeat {_seconds(step.heartbeat_s) if step.heartbeat_s else 'none'}",
     ]
-    if step.dispatch_timeout_s:
+    if step.dispatch_timeout_s and step.dispatch_timeout_s != DEFAULT_DISPATCH_TIMEOUT_S:
         settings.append(f"dispatch timeout {_seconds(step.dispatch_timeout_s)}")
     settings.extend([_retry(step.retry), f"max crashes {step.max_crashes}"])
     if step.max_output_bytes is not None:

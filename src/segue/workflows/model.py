@@ -429,6 +429,12 @@ class RepeatSpec(Strict):
     max_iterations: int = Field(ge=1, le=1000, description="runs of the step at most")
 
 
+DEFAULT_DISPATCH_TIMEOUT_S = 86_400.0
+"""How long a task may wait for a worker unless the step says otherwise: long
+enough for any honest queue, short enough that a task lost on its way (an
+unroutable publish, a task a worker could not read) is not waited for forever."""
+
+
 class Step(Strict):
     """One unit of work: a task run by a worker serving ``queue``, or ``parallel`` branches."""
 
@@ -459,7 +465,10 @@ class Step(Strict):
         default=60.0, gt=0, description="an attempt silent this long is lost"
     )
     dispatch_timeout_s: float | None = Field(
-        default=None, gt=0, description="max wait for a worker to start the task"
+        default=DEFAULT_DISPATCH_TIMEOUT_S,
+        gt=0,
+        description="max wait for a worker to start the task (default a day: a task "
+        "lost on its way is found; null: wait for ever)",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     max_crashes: int = Field(default=3, ge=1, description="lost attempts before the job fails")
