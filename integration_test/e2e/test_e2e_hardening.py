@@ -341,9 +341,8 @@ async def test_a_task_no_queue_takes_is_kept_and_its_job_fails_at_the_dispatch_d
     assert result.status is JobStatus.FAILED
     assert result.error is not None
     assert result.error.kind == "dispatch_timeout"
-    assert [(m.exchange, m.routing_key) for m in kept] == [(names.tasks_exchange, "orphan")], (
-        "the unroutable task stays in the outbox (returned, not silently dropped)"
-    )
+    tasks = [m.routing_key for m in kept if m.exchange == names.tasks_exchange]
+    assert tasks == ["orphan"], "the unroutable task stays in the outbox (not silently dropped)"
 
 
 # --- 9. updates in order ----------------------------------------------------------------
