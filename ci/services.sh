@@ -38,4 +38,11 @@ wait_for RabbitMQ 5672 90 || exit 1
 if command -v rabbitmqctl >/dev/null; then
   timeout 90 rabbitmqctl await_startup >/dev/null 2>&1 || true
 fi
+# The OMOTES drop-in talks to OMOTES clients and Celery workers in vhosts of their own.
+if command -v rabbitmqctl >/dev/null; then
+  for vhost in omotes omotes_celery; do
+    rabbitmqctl add_vhost "$vhost" >/dev/null 2>&1 < /dev/null || true
+    rabbitmqctl set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null 2>&1 < /dev/null || true
+  done
+fi
 echo "PostgreSQL and RabbitMQ are up"

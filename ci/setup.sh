@@ -12,3 +12,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[dev]"
   touch "$stamp"
 fi
+
+# The unmodified OMOTES SDK (client and Celery worker) that the OMOTES drop-in
+# tests drive, in a venv of its own: it pins an older aio-pika than Segue, and
+# as GPL-licensed code it is only ever a test peer, never part of Segue.
+OMOTES_SDK=omotes-sdk-python==4.3.7
+if [ ! -x .venv-omotes/bin/python ]; then
+  "$PYTHON" -m venv .venv-omotes
+fi
+if [ ! -f .venv-omotes/.installed ] || [ "$(cat .venv-omotes/.installed)" != "$OMOTES_SDK" ]; then
+  .venv-omotes/bin/python -m pip install --quiet "$OMOTES_SDK"
+  echo "$OMOTES_SDK" > .venv-omotes/.installed
+fi

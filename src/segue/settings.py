@@ -85,10 +85,34 @@ class Settings(BaseSettings):
         description="longest a backlog of worker events (or a worker clock behind) may hold "
         "deadlines back",
     )
+    omotes_enabled: bool = Field(
+        default=False,
+        description="serve OMOTES 4.x clients and Celery workers too (docs/omotes.md)",
+    )
+    omotes_amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/omotes",
+        description="RabbitMQ vhost of OMOTES clients (omotes-sdk-python OmotesInterface)",
+    )
+    omotes_celery_amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/omotes_celery",
+        description="RabbitMQ vhost of the OMOTES Celery workers",
+    )
+    omotes_exchange: str = Field(default="omotes_exchange")
+    omotes_submissions_queue: str = Field(default="job_submissions")
+    omotes_deletions_queue: str = Field(default="job_deletions")
+    omotes_workflows_request_queue: str = Field(default="request_available_workflows")
+    omotes_workflows_routing_key: str = Field(default="available_workflows")
+    omotes_progress_queue: str = Field(default="omotes_task_progress_events")
+    omotes_result_queue: str = Field(default="omotes_task_result_events")
+    omotes_task_types: str = Field(
+        default="",
+        description="comma-separated step queues served by OMOTES Celery workers "
+        "(empty: every queue of workflows loaded from a legacy OMOTES file)",
+    )
     log_level: str = Field(default="info")
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
 
-    @field_validator("amqp_url")
+    @field_validator("amqp_url", "omotes_amqp_url", "omotes_celery_amqp_url")
     @classmethod
     def _check_amqp_url(cls, value: str) -> str:
         if not value.startswith(("amqp://", "amqps://")):
@@ -118,7 +142,8 @@ class Settings(BaseSettings):
     def safe_dict(self) -> dict[str, Any]:
         """The settings with passwords masked, for logging."""
         data = self.model_dump(mode="json")
-        data["amqp_url"] = safe_url(self.amqp_url)
+        for key in ("amqp_url", "omotes_amqp_url", "omotes_celery_amqp_url"):
+            data[key] = safe_url(getattr(self, key))
         data["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
         return data
 

@@ -132,6 +132,7 @@ def test_job_row_has_a_value_for_every_state_column() -> None:
                 "secret",
                 "owner",
                 "update_seq",
+                "timeout_s",
             },
         ),
         (

@@ -22,7 +22,8 @@ class JobSubmitted:
     ``secret`` is fresh randomness from the shell (the job's attempt ids and
     tokens derive from it); ``owner`` the validated user that submitted it;
     ``cancelled`` the reason of a cancel that arrived before the submission
-    (the job then ends cancelled without running).
+    (the job then ends cancelled without running); ``timeout_s`` the job's
+    own time limit (the workflow's applies too: the tighter one counts).
     """
 
     job_id: UUID
@@ -36,6 +37,7 @@ class JobSubmitted:
     secret: str | None = field(default=None, repr=False)
     owner: str | None = None
     cancelled: str | None = None
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -173,9 +173,8 @@ def _apply_submitted(job: Job | None, event: JobSubmitted, now: datetime) -> Dec
 
 
 def _new_job(event: JobSubmitted, workflow: Workflow, params: JsonObject, now: datetime) -> Job:
-    """A queued job with its resolved params and, if the workflow has one, its deadline."""
-    timeout_s = workflow.timeout_s
-    return Job(
+    """A queued job with its resolved params and, if it has a time limit, its deadline."""
+    job = Job(
         job_id=event.job_id,
         workflow=workflow,
         workflow_hash=event.workflow_hash,
@@ -185,11 +184,13 @@ def _new_job(event: JobSubmitted, workflow: Workflow, params: JsonObject, now: d
         reference=event.reference,
         created_at=now,
         updated_at=now,
-        deadline_at=later(now, timeout_s) if timeout_s is not None else None,
         updates_key=event.updates_key,
         secret=event.secret,
         owner=event.owner,
+        timeout_s=event.timeout_s,
     )
+    limit = job.job_timeout_s
+    return replace(job, deadline_at=later(now, limit)) if limit is not None else job
 
 
 def _refuse_unless_allowed(
@@ -245,7 +246,7 @@ def _apply_rerun(job: Job | None, event: RerunRequested, now: datetime) -> Decis
         reason = f"only failed or timed-out jobs can be rerun; job is {job.status}"
         record = Record("rerun_refused", {"reason": reason, "requested": event.reason})
         return Decision(job=job, records=(record,), ignored=reason)
-    timeout_s = job.workflow.timeout_s
+    timeout_s = job.job_timeout_s
     draft = Draft.of(job, now)
     kept = {k: v for k, v in job.outputs.items() if k not in (step.name, FAILURE_KEY)}
     draft.change(

@@ -72,7 +72,8 @@ class Job:
     ``secret`` is the random secret its attempt ids and tokens derive from
     (None: a job stored before secrets existed); ``owner`` the user that
     submitted it (None: the submission named none); ``update_seq`` the
-    sequence number of its latest update to followers.
+    sequence number of its latest update to followers; ``timeout_s`` its own
+    time limit, if its submission set one (see :attr:`job_timeout_s`).
     """
 
     job_id: UUID
@@ -96,6 +97,14 @@ class Job:
     secret: str | None = field(default=None, repr=False)
     owner: str | None = None
     update_seq: int = 0
+    timeout_s: float | None = None
+
+    @property
+    def job_timeout_s(self) -> float | None:
+        """The job's time limit: its own (``timeout_s``, set at submission) or its
+        workflow's, whichever is tighter; None when neither has one."""
+        limits = [limit for limit in (self.timeout_s, self.workflow.timeout_s) if limit]
+        return min(limits, default=None)
 
     @property
     def current_attempt(self) -> Attempt | None:

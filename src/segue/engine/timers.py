@@ -71,7 +71,7 @@ def deadlines(job: Job) -> list[Deadline]:
         return []
     found: list[Deadline] = []
     if job.deadline_at is not None:
-        timeout_s = job.workflow.timeout_s or 0.0
+        timeout_s = job.job_timeout_s or 0.0
         found.append(Deadline(DeadlineKind.JOB_TIMEOUT, job.deadline_at, timeout_s))
     for attempt in job.live_attempts:
         step = find_step(job, attempt.step)

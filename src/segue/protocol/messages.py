@@ -119,6 +119,11 @@ class SubmitJob(Message):
     params: JsonObject = Field(default_factory=dict)
     priority: int = Field(default=5, ge=0, le=MAX_PRIORITY)
     reference: str | None = Field(default=None, max_length=500)
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="the job's own time limit from submission (the workflow's applies too)",
+    )
     updates_key: str | None = Field(
         default=None,
         pattern=UPDATES_KEY_PATTERN.pattern,

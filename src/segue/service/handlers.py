@@ -220,6 +220,7 @@ class Handlers:
                     updates_key=submit.updates_key,
                     secret=self._new_secret(),
                     owner=user,
+                    timeout_s=submit.timeout_s,
                 )
                 return Change(submit.job_id, event)
             case CancelJob() as cancel:

@@ -75,6 +75,7 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "secret": job.secret,
         "owner": job.owner,
         "update_seq": job.update_seq,
+        "timeout_s": job.timeout_s,
     }
 
 
@@ -97,6 +98,7 @@ def row_to_job(row: Row, workflow: Workflow, attempts: Iterable[Attempt]) -> Job
         secret=row["secret"],
         owner=row["owner"],
         update_seq=row["update_seq"],
+        timeout_s=row["timeout_s"],
         current_step=row["current_step"],
         attempts=tuple(attempts),
         outputs=row["outputs"],

@@ -138,19 +138,19 @@ WITH inserted AS (
     INSERT INTO jobs (job_id, workflow_name, workflow_version, workflow_hash, status, priority,
         reference, params, outputs, crashes, error, current_step, created_at, updated_at,
         finished_at, deadline_at, run, wake_at, last_seq, updates_key, secret, owner,
-        update_seq)
+        update_seq, timeout_s)
     SELECT t.job_id, t.workflow_name, t.workflow_version, t.workflow_hash, t.status, t.priority,
         t.reference, t.params::jsonb, t.outputs::jsonb, t.crashes::jsonb, t.error::jsonb,
         t.current_step, t.created_at, t.updated_at, t.finished_at, t.deadline_at, t.run,
-        t.wake_at, t.last_seq, t.updates_key, t.secret, t.owner, t.update_seq
+        t.wake_at, t.last_seq, t.updates_key, t.secret, t.owner, t.update_seq, t.timeout_s
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[],
         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
         $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
         $17::int4[], $18::timestamptz[], $19::int4[], $20::text[], $67::text[], $68::text[],
-        $69::int4[])
+        $69::int4[], $73::float8[])
       AS t(job_id, workflow_name, workflow_version, workflow_hash, status, priority, reference,
         params, outputs, crashes, error, current_step, created_at, updated_at, finished_at,
-        deadline_at, run, wake_at, last_seq, updates_key, secret, owner, update_seq)
+        deadline_at, run, wake_at, last_seq, updates_key, secret, owner, update_seq, timeout_s)
     ON CONFLICT (job_id) DO NOTHING
     RETURNING job_id
 ), updated AS (
@@ -351,6 +351,7 @@ class JobTransaction:
             [w.after.update_seq for w in existing],
             progress_records,
             [m.mandatory for m in outbox],
+            [w.after.timeout_s for w in new],
         )
         if row["inserted"] != len(new):
             raise ConcurrentInsertError(f"{len(new) - row['inserted']} of the new jobs exist")

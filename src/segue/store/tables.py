@@ -121,6 +121,7 @@ jobs = Table(
     Column("secret", Text, nullable=True),
     Column("owner", Text, nullable=True),
     Column("update_seq", Integer, nullable=False, server_default=text("0")),
+    Column("timeout_s", Double, nullable=True),
     PrimaryKeyConstraint("job_id"),
     CheckConstraint(enum_check("status", JobStatus), name="status"),
     Index("ix_jobs_wake_at", "wake_at", postgresql_where=text("wake_at IS NOT NULL")),
@@ -196,6 +197,17 @@ outbox = Table(
     Column("mandatory", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("id"),
     Index("ix_outbox_created_at", "created_at"),
+)
+
+omotes_inputs = Table(
+    "omotes_inputs",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("esdl", Text, nullable=False),
+    Column("job_reference", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("job_id"),
+    Index("ix_omotes_inputs_created_at", "created_at"),
 )
 
 pending_cancels = Table(
