@@ -104,6 +104,9 @@ class FakeTransaction:
         for cancel in cancels:
             self.staged.pending_cancels.setdefault(cancel.job_id, cancel)
 
+    async def shared_horizon(self, horizon: datetime) -> datetime:
+        return horizon
+
     async def due_jobs(self, now: datetime, limit: int) -> list[Locked]:
         due = [
             (wake_at, job_id)
@@ -412,6 +415,7 @@ class FakeMessage:
     reply_to: str | None = None
     correlation_id: str | None = None
     user_id: str | None = None
+    timestamp: datetime | None = None
     headers: dict[str, Any] = field(default_factory=dict)
     settled: list[str] = field(default_factory=list)
     """``ack``, ``requeue`` or ``reject``, once per call."""

@@ -73,7 +73,7 @@ async def delete_namespace(amqp_url: str, names: Names, extra_queues: list[str])
     """Delete the namespace's exchanges and the given queues (missing ones are fine)."""
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        for name in [*extra_queues, tap_queue_name(names)]:
+        for name in [*extra_queues, tap_queue_name(names), task_tap_queue_name(names)]:
             channel = await connection.channel()
             with contextlib.suppress(Exception):
                 await channel.queue_delete(name)
@@ -84,5 +84,11 @@ async def delete_namespace(amqp_url: str, names: Names, extra_queues: list[str])
 
 
 def tap_queue_name(names: Names) -> str:
-    """The durable queue a test binds to the updates exchange to count raw results."""
+    """The durable queue a test binds to the updates exchange to collect raw results
+    (or every update)."""
     return f"{names.namespace}.test-result-tap"
+
+
+def task_tap_queue_name(names: Names) -> str:
+    """The durable queue a test binds to the tasks exchange to copy task messages."""
+    return f"{names.namespace}.test-task-tap"

@@ -1,7 +1,7 @@
 """Crafted worker events that a correct orchestrator must record and ignore.
 
 The :class:`EventInjector` picks real attempts from the database and publishes,
-to the events queue as a worker would:
+to the events exchange as a worker would:
 
 - ``duplicate``: ``StepSucceeded`` again for an attempt that already
   succeeded, with the same output;
@@ -13,13 +13,17 @@ to the events queue as a worker would:
 
 Every injected event is remembered (:attr:`EventInjector.injected`) so that
 the audit can check each one left an ``event_ignored`` record and changed
-nothing else.
+nothing else. Each carries its attempt's token, as the worker that sent the
+original would: the orchestrator refuses (dead-letters) reports without it,
+so without the token these would test that refusal instead of the fencing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -71,27 +75,39 @@ class Injected:
     detail: str = ""
 
 
+ATTEMPT_WITH_SECRET = (
+    "SELECT a.job_id, a.attempt_id, a.output, a.worker_id, j.secret "
+    "FROM step_attempts a JOIN jobs j ON j.job_id = a.job_id "
+)
 SUCCEEDED_ATTEMPT = text(
-    "SELECT job_id, attempt_id, output, worker_id FROM step_attempts "
-    "WHERE status = 'succeeded' ORDER BY random() LIMIT 1"
+    ATTEMPT_WITH_SECRET + "WHERE a.status = 'succeeded' ORDER BY random() LIMIT 1"
 )
 FINISHED_ATTEMPT = text(
-    "SELECT job_id, attempt_id, worker_id FROM step_attempts "
-    "WHERE status IN ('succeeded', 'failed') ORDER BY random() LIMIT 1"
+    ATTEMPT_WITH_SECRET + "WHERE a.status IN ('succeeded', 'failed') ORDER BY random() LIMIT 1"
 )
-LOST_ATTEMPT = text(
-    "SELECT job_id, attempt_id FROM step_attempts WHERE status = 'lost' ORDER BY random() LIMIT 1"
-)
+LOST_ATTEMPT = text(ATTEMPT_WITH_SECRET + "WHERE a.status = 'lost' ORDER BY random() LIMIT 1")
 SUPERSEDED_ATTEMPT = text(
-    "SELECT a.job_id, a.attempt_id FROM step_attempts a JOIN jobs j ON j.job_id = a.job_id "
-    "WHERE j.status = 'running' AND a.ordinal < "
+    ATTEMPT_WITH_SECRET + "WHERE j.status = 'running' AND a.ordinal < "
     "(SELECT max(b.ordinal) FROM step_attempts b WHERE b.job_id = a.job_id) "
     "ORDER BY random() LIMIT 1"
 )
 RUNNING_ATTEMPT = text(
-    "SELECT job_id, attempt_id, worker_id FROM step_attempts "
-    "WHERE status = 'running' AND worker_id IS NOT NULL ORDER BY random() LIMIT 1"
+    ATTEMPT_WITH_SECRET + "WHERE a.status = 'running' AND a.worker_id IS NOT NULL "
+    "ORDER BY random() LIMIT 1"
 )
+
+
+def attempt_token(secret: str | None, attempt_id: UUID) -> str | None:
+    """The token of the attempt's task, from its job's secret (None: a job without one).
+
+    The same derivation as :func:`segue.engine.state.attempt_token`, which
+    takes a whole job: should the two differ, every injected event is
+    dead-lettered as ``wrong_token`` and the run fails on its dead letters.
+    """
+    if secret is None:
+        return None
+    digest = hmac.new(secret.encode(), b"token:" + attempt_id.bytes, hashlib.sha256)
+    return digest.hexdigest()[:32]
 
 
 class EventInjector:
@@ -166,6 +182,7 @@ class EventInjector:
             attempt_id=row["attempt_id"],
             worker_id=row["worker_id"] or "",
             sent_at=datetime.now(UTC),
+            token=attempt_token(row["secret"], row["attempt_id"]),
             output=row["output"] or {},
         )
         await self._publish(InjectionKind.DUPLICATE, event)
@@ -179,6 +196,7 @@ class EventInjector:
             "attempt_id": row["attempt_id"],
             "worker_id": row["worker_id"] or "",
             "sent_at": datetime.now(UTC),
+            "token": attempt_token(row["secret"], row["attempt_id"]),
         }
         await self._publish(InjectionKind.REORDERED, StepStarted(**common))
         progress = StepProgressed(**common, fraction=0.5, message=INJECTED_PROGRESS_MESSAGE)
@@ -197,6 +215,7 @@ class EventInjector:
             attempt_id=row["attempt_id"],
             worker_id=INJECTED_WORKER_ID,
             sent_at=datetime.now(UTC),
+            token=attempt_token(row["secret"], row["attempt_id"]),
             error=error,
             retryable=False,
         )
@@ -211,6 +230,7 @@ class EventInjector:
             attempt_id=row["attempt_id"],
             worker_id=row["worker_id"],
             sent_at=datetime.now(UTC),
+            token=attempt_token(row["secret"], row["attempt_id"]),
         )
         await self._publish(InjectionKind.DUPLICATE_STARTED, event)
 
@@ -220,8 +240,8 @@ class EventInjector:
         return dict(row) if row is not None else None
 
     async def _publish(self, kind: InjectionKind, event: WorkerEvent, detail: str = "") -> None:
-        outgoing = Outgoing(
-            exchange="",
+        outgoing = Outgoing(  # where a worker publishes its events
+            exchange=self._names.events_exchange,
             routing_key=self._names.events_queue,
             body=encode(event),
             message_id=f"injected-{uuid4().hex}",

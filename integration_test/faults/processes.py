@@ -4,7 +4,9 @@ A :class:`ProcessGroup` keeps ``size`` identical processes of one role running,
 as a process supervisor would: a process the test kills is replaced after a
 pause, and one that exits by itself is replaced too and recorded as an
 unexpected exit. :meth:`ProcessGroup.stop` reaps every process, so none
-outlives the test.
+outlives the test. :meth:`ProcessGroup.pause` freezes processes for a while
+(SIGSTOP, then SIGCONT), as an overloaded host or a long GC pause would.
+Each process's life (wall clock) is kept in :attr:`ProcessGroup.lives`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from segue.protocol.names import Names
+
+from .timeline import Life
 
 WATCH_INTERVAL_S = 0.5
 STOP_GRACE_S = 15.0
@@ -71,12 +75,14 @@ def orchestrator_env(
     }
 
 
-def worker_env(amqp_url: str, names: Names, concurrency: int) -> dict[str, str]:
-    """Environment of ``segue worker run segue.demo:worker``."""
+def worker_env(amqp_url: str, names: Names, concurrency: int, **overrides: str) -> dict[str, str]:
+    """Environment of ``segue worker run segue.demo:worker`` (or of another worker
+    taking the same settings); ``overrides`` are further variables."""
     return {
         "SEGUE_AMQP_URL": amqp_url,
         "SEGUE_NAMESPACE": names.namespace,
         "SEGUE_WORKER_CONCURRENCY": str(concurrency),
+        **overrides,
     }
 
 
@@ -106,6 +112,8 @@ class ProcessGroup:
         self._locks = [asyncio.Lock() for _ in range(size)]
         self._watchdog: asyncio.Task[None] | None = None
         self.unexpected_exits: list[Exit] = []
+        self.lives: dict[int, Life] = {}
+        """Every process started so far, by pid."""
 
     @property
     def size(self) -> int:
@@ -143,6 +151,7 @@ class ProcessGroup:
             if process.returncode is None:
                 process.send_signal(signal.SIGKILL)
             await process.wait()
+            self._ended(process.pid, killed=True)
             await asyncio.sleep(restart_after_s)
             await self._spawn(slot)
             return process.pid
@@ -150,6 +159,26 @@ class ProcessGroup:
     async def kill_many(self, indexes: Sequence[int], restart_after_s: float) -> None:
         """SIGKILL several processes at the same moment and restart them after a pause."""
         await asyncio.gather(*(self.kill(index, restart_after_s) for index in indexes))
+
+    async def pause(self, indexes: Sequence[int], paused_s: float) -> None:
+        """SIGSTOP the processes in ``indexes`` at once, SIGCONT them ``paused_s`` later."""
+        async with contextlib.AsyncExitStack() as held:
+            for index in indexes:  # no kill or restart meanwhile
+                await held.enter_async_context(self._locks[index])
+            frozen = [
+                process
+                for index in indexes
+                if (process := self._slots[index].process) is not None
+                and process.returncode is None
+            ]
+            for process in frozen:
+                process.send_signal(signal.SIGSTOP)
+            try:
+                await asyncio.sleep(paused_s)
+            finally:
+                for process in frozen:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.send_signal(signal.SIGCONT)
 
     async def stop(self) -> None:
         """Stop the watchdog, then SIGTERM every process, SIGKILL after a grace period."""
@@ -172,6 +201,7 @@ class ProcessGroup:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+            self._ended(process.pid, killed=False)
 
     async def _spawn(self, slot: _Slot) -> None:
         slot.generation += 1
@@ -186,6 +216,13 @@ class ProcessGroup:
                 stderr=asyncio.subprocess.STDOUT,
             )
         slot.started_at = time.monotonic()
+        pid = slot.process.pid
+        self.lives[pid] = Life(pid, time.time())
+
+    def _ended(self, pid: int, killed: bool) -> None:
+        life = self.lives.get(pid)
+        if life is not None and life.ended is None:
+            self.lives[pid] = replace(life, ended=time.time(), killed=killed)
 
     async def _watch(self) -> None:
         """Replace processes that exited on their own (e.g. started while a service was down)."""
@@ -204,6 +241,7 @@ class ProcessGroup:
     def _record_exit(self, slot: _Slot) -> None:
         assert slot.process is not None
         assert slot.log is not None
+        self._ended(slot.process.pid, killed=False)
         self.unexpected_exits.append(
             Exit(
                 role=self.role,

@@ -1,15 +1,35 @@
 """Failure semantics under fire: hundreds of jobs run while orchestrators and
-workers are SIGKILLed, RabbitMQ and PostgreSQL restart, and crafted duplicate,
-reordered and stale worker events arrive; afterwards every job has ended
-exactly once, as planned, and its history explains how.
+workers are SIGKILLed, the orchestrators are frozen, RabbitMQ and PostgreSQL
+restart, task messages are delivered twice, jobs are cancelled before, at and
+after their submission, and crafted duplicate, reordered and stale worker
+events arrive; afterwards every job has ended exactly once, as planned, and its
+history explains how.
 
 ``SEGUE_FAULT_JOBS`` sets the number of jobs (default 300; ``bench/fault_injection.sh``
 runs 3000), ``SEGUE_FAULT_RATE`` how many are submitted per second (default 5),
 and ``SEGUE_FAULT_SEED`` replays a run's random choices (the seed is printed;
 run pytest with ``-s`` to see it and the summary line). Every 300 jobs bring
 one round of faults: three orchestrator kill events (one replica, or both at
-once), six worker kills (a worker running a step, when the database says
-which), one RabbitMQ and one PostgreSQL restart.
+once), two freezes of every orchestrator (SIGSTOP for longer than a heartbeat
+timeout, so the workers' heartbeats pile up), six worker kills (a worker
+running a step, when the database says which), one RabbitMQ and one
+PostgreSQL restart, and one burst of 24 jobs submitted at once.
+
+Besides the database, the audit reads what the workers journalled (which
+handler ran which attempt, when), every update published and every update
+handed to the test's followers. The summary line counts, among others:
+
+- ``cancelled_ran``: steps that ran to their end although they started after
+  their job was cancelled (a worker must drop a task it heard cancelled, and
+  a ``started`` for an ended attempt is answered with a stop);
+- ``cancel_lost``: cancelled jobs (also cancels published before their
+  submission) that did not end cancelled;
+- ``double_run``: attempts two workers ran at once for longer than a stop
+  takes (a task delivered twice is run by one worker);
+- ``false_lost``: attempts declared lost while their worker was alive and
+  connected (a backlog of heartbeats must not look like a crash);
+- ``update_order``: updates numbered after their job's result, or handed to a
+  follower out of order.
 """
 
 from __future__ import annotations
@@ -31,26 +51,53 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from segue.client import JobHandle, SegueClient, UpdateTimeoutError
-from segue.protocol.messages import JobFinished, JobStatus
+from segue.demo import demo_handlers
+from segue.protocol.messages import JobFinished, JobStatus, StepTask, Update
 from segue.protocol.names import Names
 from segue.store.repository import Store
 
 from .audit import (
     Findings,
     Problem,
-    RawResult,
+    RawUpdate,
     StoredJob,
+    audit_cancels,
+    audit_double_runs,
     audit_injections,
     audit_jobs,
+    audit_losses,
     audit_results,
+    audit_updates,
+    cancel_kinds,
     load_stored_jobs,
 )
-from .conftest import DEMO_CONFIG, tap_queue_name
+from .conftest import DEMO_CONFIG, REPO, tap_queue_name, task_tap_queue_name
 from .injector import EventInjector, Injected, InjectionKind
-from .plan import WORKFLOW, Fault, FaultKind, JobPlan, plan_faults, plan_jobs, write_workflow_file
+from .journal import JOURNAL_ENV, Run, read_runs
+from .plan import (
+    HEARTBEAT_S,
+    WORKFLOW,
+    CancelTiming,
+    Fault,
+    FaultKind,
+    JobPlan,
+    is_slow,
+    plan_faults,
+    plan_jobs,
+    write_workflow_file,
+)
 from .processes import ProcessGroup, log_tail, orchestrator_env, segue_argv, worker_env
 from .services import restart_postgres, restart_rabbitmq
-from .taps import dead_letter, drain_queue, drain_results, open_result_tap
+from .taps import (
+    UPDATE_BINDING,
+    TaskDuplicator,
+    dead_letter,
+    drain_queue,
+    drain_updates,
+    open_result_tap,
+    results_of,
+)
+from .timeline import Cause, Timeline
 
 T = TypeVar("T")
 
@@ -70,6 +117,17 @@ RETRY_FOR_S = 120.0
 SETTLE_TIMEOUT_S = 30.0
 RESTART_AFTER_S = (0.2, 2.0)
 SERVICE_DOWN_S = (1.0, 3.0)
+PAUSED_S = (4.5, 6.0)
+"""How long the orchestrators stay frozen: longer than a heartbeat timeout (3 s)."""
+DUPLICATE_TASK_SHARE = 0.08
+"""Of the tasks of ordinary jobs, how many are delivered twice (of slow jobs: all)."""
+DUPLICATE_AFTER_S = (0.05, 1.0)
+"""When the second copy of a task is published, after the first."""
+UPDATES_AFTER_RESULT_S = 5.0
+"""How long a follower's updates may trail its result (they come from one feed)."""
+JOURNAL_WORKER = "integration_test.faults.journal:worker"
+TASK_DROPPED_LOG = '"event": "task_cancelled"'
+"""What a worker logs when it drops a task whose attempt it heard cancelled."""
 
 
 # --- the processes -------------------------------------------------------------------------
@@ -106,6 +164,7 @@ class Chaos:
     sql_engine: AsyncEngine
     amqp_url: str
     done: Counter[str] = field(default_factory=Counter)
+    timeline: Timeline = field(default_factory=Timeline)
 
     async def run(self, faults: Sequence[Fault], started: float) -> None:
         """Cause every fault of ``faults`` (each no earlier than planned)."""
@@ -115,16 +174,27 @@ class Chaos:
             self.done[fault.kind] += 1
 
     async def cause(self, kind: FaultKind) -> None:
-        """Cause one fault now."""
+        """Cause one fault now (and enter it in the timeline, but for worker kills:
+        the worker group keeps the lives of its processes)."""
+        start = time.time()
         match kind:
             case FaultKind.ORCHESTRATOR_KILL:
                 await self._kill_orchestrators()
+                cause = Cause.ORCHESTRATOR_KILL
+            case FaultKind.ORCHESTRATOR_PAUSE:
+                everyone = list(range(self.orchestrators.size))
+                await self.orchestrators.pause(everyone, self.rng.uniform(*PAUSED_S))
+                cause = Cause.ORCHESTRATOR_PAUSE
             case FaultKind.WORKER_KILL:
                 await self._kill_busy_worker()
+                return
             case FaultKind.RABBITMQ_RESTART:
                 await restart_rabbitmq(self.amqp_url, self.rng.uniform(*SERVICE_DOWN_S))
+                cause = Cause.RABBITMQ_RESTART
             case FaultKind.POSTGRES_RESTART:
                 await restart_postgres(self.rng.uniform(*SERVICE_DOWN_S))
+                cause = Cause.POSTGRES_RESTART
+        self.timeline.add(cause, start, time.time())
 
     async def _kill_orchestrators(self) -> None:
         """Kill one replica, or (one time in three) all of them at once."""
@@ -196,14 +266,51 @@ async def exists(client: SegueClient, job_id: UUID) -> None:
         raise LookupError(f"job {job_id} not stored yet")
 
 
+@dataclass(frozen=True)
+class Followed:
+    """What the test's follower of one job got."""
+
+    result: JobFinished | str
+    """The result, or what went wrong."""
+    updates: list[Update] | None
+    """Every update ``handle.updates()`` gave, up to the result (None: it gave no result)."""
+
+
+async def read_updates(handle: JobHandle) -> list[Update]:
+    """Every update the handle gives, up to and including the result."""
+    return [update async for update in handle.updates()]
+
+
 async def follow(
+    client: SegueClient, plan: JobPlan, handle: JobHandle, retries: Counter[str]
+) -> Followed:
+    """Cancel the job if planned (after its start, or right away), then wait for its
+    result and the updates that led to it."""
+    reading = asyncio.create_task(read_updates(handle))
+    try:
+        result = await cancel_and_wait(client, plan, handle, retries)
+    except BaseException:
+        reading.cancel()
+        raise
+    if isinstance(result, str):
+        reading.cancel()
+        return Followed(result, None)
+    done, _ = await asyncio.wait([reading], timeout=UPDATES_AFTER_RESULT_S)
+    if not done:
+        reading.cancel()
+        return Followed(result, None)
+    return Followed(result, reading.result())
+
+
+async def cancel_and_wait(
     client: SegueClient, plan: JobPlan, handle: JobHandle, retries: Counter[str]
 ) -> JobFinished | str:
     """Cancel the job if planned, then wait for its result (a string says what went wrong)."""
     try:
-        if plan.cancel_after_s is not None:
+        if plan.cancel is CancelTiming.AFTER_START:
             await retrying(lambda: exists(client, plan.job_id), retries, "cancel_lookups")
-            await asyncio.sleep(plan.cancel_after_s)
+            await asyncio.sleep(plan.cancel_after_s or 0.0)
+        if plan.cancel in (CancelTiming.AFTER_START, CancelTiming.AT_SUBMIT):
             await retrying(lambda: client.cancel(plan.job_id), retries, "cancel")
         return await handle.result(timeout=RESULT_TIMEOUT_S)
     except UpdateTimeoutError:
@@ -213,13 +320,21 @@ async def follow(
 
 
 async def submit_all(
-    client: SegueClient, plans: Sequence[JobPlan], rate: float, retries: Counter[str]
-) -> list[asyncio.Task[JobFinished | str]]:
-    """Submit the jobs at ``rate`` per second; a task per job follows it to its result."""
+    client: SegueClient, plans: Sequence[JobPlan], retries: Counter[str]
+) -> list[asyncio.Task[Followed]]:
+    """Submit each job at its planned moment (a cancel planned before the submission
+    goes first); a task per job follows it to its result."""
     started = time.monotonic()
     followers = []
     for plan in plans:
-        await asyncio.sleep(max(0.0, started + plan.index / rate - time.monotonic()))
+        await asyncio.sleep(max(0.0, started + plan.submit_at_s - time.monotonic()))
+        if plan.cancel is CancelTiming.BEFORE_SUBMIT:
+
+            async def cancel(plan: JobPlan = plan) -> None:
+                await client.cancel(plan.job_id)
+
+            await retrying(cancel, retries, "cancel")
+            await asyncio.sleep(plan.cancel_after_s or 0.0)
 
         async def submit(plan: JobPlan = plan) -> JobHandle:
             return await client.submit(WORKFLOW, plan.params, job_id=plan.job_id)
@@ -274,6 +389,7 @@ def summary_line(
         "worker_kills_mid_step": chaos.done["worker_kills_mid_step"],
         "rabbitmq_restarts": chaos.done[FaultKind.RABBITMQ_RESTART],
         "postgres_restarts": chaos.done[FaultKind.POSTGRES_RESTART],
+        "orchestrator_pauses": chaos.done[FaultKind.ORCHESTRATOR_PAUSE],
         "duplicates": injected.get(InjectionKind.DUPLICATE, 0),
         "duplicate_starts": injected.get(InjectionKind.DUPLICATE_STARTED, 0),
         "reordered": injected.get(InjectionKind.REORDERED, 0),
@@ -282,6 +398,11 @@ def summary_line(
         "duplicated": findings.count(Problem.DUPLICATED),
         "stuck": findings.count(Problem.STUCK),
         "wrong": findings.count(Problem.WRONG_OUTCOME),
+        "cancelled_ran": findings.count(Problem.CANCELLED_RAN),
+        "cancel_lost": findings.count(Problem.CANCEL_LOST),
+        "double_run": findings.count(Problem.DOUBLE_RUN),
+        "false_lost": findings.count(Problem.FALSE_LOST),
+        "update_order": findings.count(Problem.UPDATE_ORDER),
         **extras,
     }
     return "fault-injection: " + " ".join(f"{key}={value}" for key, value in fields.items())
@@ -312,12 +433,23 @@ def process_report(groups: Sequence[ProcessGroup]) -> str:
 # --- the run -----------------------------------------------------------------------------
 
 
+def tasks_dropped_unrun(worker_logs: Iterable[Path]) -> int:
+    """How many tasks the workers dropped unrun because they had heard their cancel."""
+    return sum(path.read_text(errors="replace").count(TASK_DROPPED_LOG) for path in worker_logs)
+
+
+def duplicate_share(task: StepTask) -> float:
+    """How likely the duplicator is to deliver ``task`` twice: always for slow jobs,
+    whose steps outlast the stop a second worker must get."""
+    return 1.0 if is_slow(task.params) else DUPLICATE_TASK_SHARE
+
+
 @dataclass(frozen=True)
 class Observed:
     """What a run left behind, gathered before its processes stop."""
 
-    results: list[JobFinished | str]
-    raw_results: dict[UUID, list[RawResult]]
+    followed: list[Followed]
+    raw_updates: dict[UUID, list[RawUpdate]]
     left_in_outbox: int
     left_in_events: int
     dead_letters: int
@@ -325,7 +457,8 @@ class Observed:
 
 
 class FaultRun:
-    """One run: its plan (all drawn from ``seed``), its processes, the chaos and the injector."""
+    """One run: its plan (all drawn from ``seed``), its processes, the chaos, the
+    injector and the task duplicator."""
 
     def __init__(
         self,
@@ -339,19 +472,21 @@ class FaultRun:
         self.jobs, self.rate = jobs_from_env(), rate_from_env()
         self.seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(2**32))
         rng = random.Random(self.seed)
-        self.plans = plan_jobs(rng, self.jobs)
+        self.plans = plan_jobs(rng, self.jobs, self.rate)
         self.faults = plan_faults(rng, self.jobs, window_s=self.jobs / self.rate)
         self._amqp_url, self._names, self._store = amqp_url, names, store
         self._sql_engine = sql_engine
+        self.journal = workdir / "journal"
         workflows = write_workflow_file(DEMO_CONFIG, workdir / "workflows.json")
         env = orchestrator_env(amqp_url, database_url, names, workflows, SEGUE_LOG_LEVEL="warning")
         self.orchestrators = ProcessGroup(
             "orchestrator", segue_argv("serve"), env, ORCHESTRATORS, workdir / "logs"
         )
+        journalled = {"PYTHONPATH": str(REPO), JOURNAL_ENV: str(self.journal)}
         self.workers = ProcessGroup(
             "worker",
-            segue_argv("worker", "run", "segue.demo:worker"),
-            worker_env(amqp_url, names, WORKER_CONCURRENCY),
+            segue_argv("worker", "run", JOURNAL_WORKER),
+            worker_env(amqp_url, names, WORKER_CONCURRENCY, **journalled),
             WORKERS,
             workdir / "logs",
         )
@@ -359,28 +494,47 @@ class FaultRun:
             random.Random(rng.random()), self.orchestrators, self.workers, sql_engine, amqp_url
         )
         self._injector_rng = random.Random(rng.random())
+        self._duplicator_rng = random.Random(rng.random())
         self.injected: list[Injected] = []
+        self.duplicated = 0
         self.retries: Counter[str] = Counter()
 
     async def run(self) -> Observed:
         """Start everything, submit and follow every job under fire, settle, stop everything."""
         started = time.monotonic()
-        await open_result_tap(self._amqp_url, self._names, tap_queue_name(self._names))
+        self.chaos.timeline.started = time.time()
+        await open_result_tap(
+            self._amqp_url, self._names, tap_queue_name(self._names), UPDATE_BINDING
+        )
         injector = await EventInjector.open(
             self._sql_engine, self._amqp_url, self._names, self._injector_rng
+        )
+        duplicator = await TaskDuplicator.open(
+            self._amqp_url,
+            self._names,
+            task_tap_queue_name(self._names),
+            [handler.queue for handler in demo_handlers()],
+            self._duplicator_rng,
+            duplicate_share,
+            DUPLICATE_AFTER_S,
         )
         try:
             await self.orchestrators.start()
             await self.workers.start()
-            results = await self._drive(injector)
-            return await self._observe(results, started)
+            await duplicator.start()
+            followed = await self._drive(injector)
+            return await self._observe(followed, started)
         finally:
             self.injected = injector.injected
+            self.duplicated = len(duplicator.duplicated)
+            await duplicator.close()
             await self.workers.stop()
             await self.orchestrators.stop()
             await injector.close()
+            self.chaos.timeline.workers = dict(self.workers.lives)
+            self.chaos.timeline.run_ended = time.time()
 
-    async def _drive(self, injector: EventInjector) -> list[JobFinished | str]:
+    async def _drive(self, injector: EventInjector) -> list[Followed]:
         """Submit and follow the jobs while the chaos and the injector do their work."""
         client = SegueClient(self._amqp_url, namespace=self._names.namespace, request_timeout_s=20)
         async with client:
@@ -389,34 +543,55 @@ class FaultRun:
             injecting = asyncio.create_task(injector.run(stop_injecting, INJECT_INTERVAL_S))
             chaos = asyncio.create_task(self.chaos.run(self.faults, time.monotonic()))
             try:
-                followers = await submit_all(client, self.plans, self.rate, self.retries)
-                results = await asyncio.gather(*followers)
+                followers = await submit_all(client, self.plans, self.retries)
+                followed = await asyncio.gather(*followers)
                 await chaos
-                return results
+                return followed
             finally:
                 stop_injecting.set()
                 chaos.cancel()
                 await asyncio.gather(injecting, chaos, return_exceptions=True)
 
-    async def _observe(self, results: list[JobFinished | str], started: float) -> Observed:
-        """Wait for the dust to settle, then read the raw results and count dead letters."""
+    async def _observe(self, followed: list[Followed], started: float) -> Observed:
+        """Wait for the dust to settle, then read the updates and count dead letters."""
         outbox, events = await wait_until_settled(self._store, self._amqp_url, self._names)
-        raw = await drain_results(self._amqp_url, tap_queue_name(self._names))
+        raw = await drain_updates(self._amqp_url, tap_queue_name(self._names))
         dead = await queue_depth(self._amqp_url, self._names.dead_queue)
-        return Observed(results, raw, outbox, events, dead, time.monotonic() - started)
+        return Observed(followed, raw, outbox, events, dead, time.monotonic() - started)
 
     async def audit(self, observed: Observed) -> tuple[Findings, str]:
-        """Every problem found in the database and the results, and the summary line."""
+        """Every problem found in the database, the journal and the updates, and the
+        summary line."""
         stored = await load_stored_jobs(self._sql_engine)
+        runs: list[Run] = read_runs(self.journal)
+        timeline = self.chaos.timeline
         findings = Findings()
         audit_jobs(self.plans, stored, findings)
-        client_results = dict(zip((p.job_id for p in self.plans), observed.results, strict=True))
-        redeliveries = audit_results(self.plans, client_results, observed.raw_results, findings)
+        job_ids = [plan.job_id for plan in self.plans]
+        client_results = {
+            job_id: item.result for job_id, item in zip(job_ids, observed.followed, strict=True)
+        }
+        raw_results = results_of(observed.raw_updates)
+        redeliveries = audit_results(self.plans, client_results, raw_results, findings)
         audit_injections(self.injected, stored, findings)
+        delivered = {
+            job_id: item.updates for job_id, item in zip(job_ids, observed.followed, strict=True)
+        }
+        counts = {
+            **audit_cancels(self.plans, stored, runs, timeline, findings),
+            **audit_double_runs(runs, timeline, findings),
+            **audit_losses(stored, timeline, HEARTBEAT_S, findings),
+            **audit_updates(self.plans, observed.raw_updates, delivered, findings),
+        }
         statuses = Counter(stored[p.job_id].status for p in self.plans if p.job_id in stored)
         groups = (self.orchestrators, self.workers)
         extras = {
+            "tasks_duplicated": self.duplicated,
+            **cancel_kinds(self.plans),
+            "tasks_dropped_unrun": tasks_dropped_unrun(self.workers.logs()),
+            **counts,
             **crash_counts(stored.values()),
+            "handler_runs": len(runs),
             "stale_of_lost_attempts": sum(item.detail == "lost" for item in self.injected),
             "raw_result_redeliveries": redeliveries,
             "unexpected_exits": sum(len(group.unexpected_exits) for group in groups),
@@ -455,6 +630,7 @@ async def test_every_job_ends_once_as_planned_despite_crashes_restarts_and_stale
     dead_report = "\n".join(f"dead letter from {d.source_queue}: {d.reason}" for d in dead)
     done = run.chaos.done
     assert done["orchestrators_killed"] >= 3
+    assert done[FaultKind.ORCHESTRATOR_PAUSE] >= 2
     assert done[FaultKind.WORKER_KILL] >= 6
     assert done[FaultKind.RABBITMQ_RESTART] >= 1
     assert done[FaultKind.POSTGRES_RESTART] >= 1

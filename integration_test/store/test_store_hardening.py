@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from test_store_repository import NOW, insert, make_attempt, make_job, message
 
 from segue.protocol.envelope import Outgoing
@@ -103,3 +106,28 @@ async def test_a_quarantined_outbox_row_is_not_claimed_until_released(store: Sto
     async with store.claim_outbox() as claim:
         assert sorted(row.message.routing_key for row in claim.rows) == ["fine", "gone"]
     assert await store.quarantined_outbox() == []
+
+
+async def test_the_earliest_fresh_horizon_of_the_replicas_counts(
+    store: Store, sql_engine: AsyncEngine
+) -> None:
+    now = datetime.now(UTC)
+    await store.publish_horizon("replica-a", now - timedelta(seconds=30))
+    await store.publish_horizon("replica-b", now - timedelta(seconds=5))
+    async with store.transaction() as tx:
+        assert await tx.shared_horizon(now) == now - timedelta(seconds=30)
+        assert await tx.shared_horizon(now - timedelta(hours=1)) == now - timedelta(hours=1)
+
+    async with sql_engine.begin() as connection:  # replica-a has not been heard of lately
+        await connection.execute(
+            text(
+                "UPDATE replica_horizons SET updated_at = now() - interval '1 minute'"
+                " WHERE replica_id = 'replica-a'"
+            )
+        )
+    async with store.transaction() as tx:
+        assert await tx.shared_horizon(now) == now - timedelta(seconds=5)
+
+    await store.withdraw_horizon("replica-b")
+    async with store.transaction() as tx:
+        assert await tx.shared_horizon(now) == now

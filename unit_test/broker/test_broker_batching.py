@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import cast
 
 import pytest
@@ -12,7 +13,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from fakes import FakeMessage, FakePublisher, FakeQueue
 from segue.broker.batching import BatchConsumer
-from segue.broker.boundary import ConsumeBoundary, Outcome
+from segue.broker.boundary import ConsumeBoundary, Outcome, Verdict
 from segue.broker.publisher import ConfirmedPublisher
 
 
@@ -149,3 +150,33 @@ async def test_a_failed_settle_does_not_stop_the_consumer() -> None:
         await until(lambda: after.settled == ["ack"], timeout_s=0.5)
     finally:
         await batches.stop(timeout_s=0.1)
+
+
+async def test_held_and_given_back_messages_are_counted_with_their_oldest_timestamp() -> None:
+    queue = FakeQueue()
+    early, late = datetime(2026, 1, 1, 12, 0, tzinfo=UTC), datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
+    gate = asyncio.Event()
+
+    async def requeue_all(messages: Sequence[AbstractIncomingMessage]) -> list[Outcome]:
+        await gate.wait()
+        return [Outcome(Verdict.REQUEUE, "the database went away") for _ in messages]
+
+    boundary = ConsumeBoundary(cast(ConfirmedPublisher, FakePublisher()), "test.dead")
+    batches = BatchConsumer(queue.typed, boundary, requeue_all, max_batch=5, workers=1)
+    await batches.start()
+    await queue.deliver(FakeMessage(b"a", timestamp=late))
+    await queue.deliver(FakeMessage(b"b", timestamp=early))
+    await until(lambda: batches.held()[0] == 2)
+
+    assert batches.held() == (2, early, True)
+    gate.set()
+    await until(lambda: batches.unsettled == 0)
+    assert batches.held() == (2, early, True), "given back: held until the queue is empty"
+    batches.forget_returned()
+    assert batches.held() == (2, early, True), "until the other replicas had time to say"
+    batches.forget_returned(held_for_s=0)
+    assert batches.held() == (0, None, True)
+    await queue.deliver(FakeMessage(b"c"))  # from a worker that stamps nothing
+    await until(lambda: batches.held()[0] == 1)
+    assert batches.held() == (1, None, False)
+    await batches.stop(timeout_s=0.1)

@@ -35,7 +35,7 @@ from segue.protocol.names import client_updates_key
 from segue.service.applier import Applier
 from segue.service.failures import is_transient
 from segue.service.handlers import Handlers
-from segue.service.lag import EventsHorizon
+from segue.service.lag import Backlog, EventsHorizon
 from shell_builders import NAMES, body, catalog
 
 JOB = UUID("00000000-0000-4000-8000-0000000000a1")
@@ -278,35 +278,98 @@ async def test_earlier_heartbeats_and_progress_of_a_batch_are_coalesced(shell: S
     assert shell.store.history_types(JOB).count("step_progress") == 1
 
 
+class Waiting:
+    """What a fake broker and consumer say waits."""
+
+    def __init__(self, backlog: Backlog | Exception) -> None:
+        self.backlog = backlog
+
+    async def __call__(self) -> Backlog:
+        if isinstance(self.backlog, Exception):
+            raise self.backlog
+        return self.backlog
+
+
 async def test_the_horizon_holds_at_the_oldest_send_time_while_a_batch_is_handled(
     shell: Shell,
 ) -> None:
     now = shell.clock()
     old = now - timedelta(seconds=45)
-    ticks = iter(range(100, 1000, 1))
-    horizon = EventsHorizon(shell.clock, max_lag_s=600, monotonic=lambda: float(next(ticks)))
+    horizon = EventsHorizon(shell.clock, max_lag_s=600, backlog=Waiting(Backlog(0, 0)))
 
     assert horizon() == now - timedelta(seconds=600)  # not consuming: what waits is unknown
     horizon.consuming()
+    assert horizon() == now - timedelta(seconds=600)  # nobody asked the broker yet
+    await horizon.refresh()
+    assert horizon() == now  # nothing waits
     with horizon.handling([now, old, None]):
         assert horizon() == old
         assert horizon.lag_s() == 45
-    assert horizon() == now  # quiet for a while (the fake monotonic clock ticks 1 s a call)
+    assert horizon() == now
     with horizon.handling([now - timedelta(hours=2)]):
         assert horizon() == now - timedelta(seconds=600)  # bounded
     with horizon.handling([now + timedelta(hours=1)]):
         assert horizon() == now  # a worker clock ahead never moves it past now
 
 
-async def test_between_batches_the_horizon_is_the_newest_send_time_handled(
+async def test_while_events_are_ready_the_horizon_is_the_newest_send_time_handled(
     shell: Shell,
 ) -> None:
     now = shell.clock()
-    moments = iter([0.0, 0.1, 0.2])  # consuming, batch end, the question: 0.1 s of quiet
-    horizon = EventsHorizon(shell.clock, max_lag_s=600, monotonic=lambda: next(moments))
+    waiting = Waiting(Backlog(ready=3, held=0))
+    horizon = EventsHorizon(shell.clock, max_lag_s=600, backlog=waiting)
     horizon.consuming()
-
     with horizon.handling([now - timedelta(seconds=30), now - timedelta(seconds=20)]):
         pass
+    await horizon.refresh()
 
-    assert horizon() == now - timedelta(seconds=20)
+    assert horizon() == now - timedelta(seconds=20), "a frozen or busy consumer: events wait"
+    waiting.backlog = Backlog(0, 0)
+    await horizon.refresh()
+    assert horizon() == now
+
+
+async def test_a_failed_batch_does_not_move_the_horizon(shell: Shell) -> None:
+    now = shell.clock()
+    horizon = EventsHorizon(shell.clock, max_lag_s=600, backlog=Waiting(Backlog(5, 0)))
+    horizon.consuming()
+    with horizon.handling([now - timedelta(seconds=50)]):
+        pass
+    with pytest.raises(RuntimeError), horizon.handling([now - timedelta(seconds=10)]):
+        raise RuntimeError("the database went away")  # its events go back to the queue
+    await horizon.refresh()
+
+    assert horizon() == now - timedelta(seconds=50)
+
+
+async def test_events_held_or_given_back_hold_the_horizon_at_their_send_time(
+    shell: Shell,
+) -> None:
+    now = shell.clock()
+    returned = now - timedelta(seconds=40)  # given back by a failed batch: older than others
+    waiting = Waiting(Backlog(ready=0, held=2, oldest_held=returned))
+    horizon = EventsHorizon(shell.clock, max_lag_s=600, backlog=waiting)
+    horizon.consuming()
+    with horizon.handling([now - timedelta(seconds=2)]):
+        pass
+    await horizon.refresh()
+    assert horizon() == returned
+
+    waiting.backlog = Backlog(ready=0, held=1, oldest_held=None, held_known=False)
+    await horizon.refresh()
+    assert horizon() == now - timedelta(seconds=600), "an event without a send time: unknown"
+
+    waiting.backlog = Backlog(0, 0)
+    await horizon.refresh()
+    assert horizon() == now
+
+
+async def test_a_broker_that_cannot_be_asked_means_anything_may_wait(shell: Shell) -> None:
+    now = shell.clock()
+    horizon = EventsHorizon(
+        shell.clock, max_lag_s=600, backlog=Waiting(ConnectionError("broker away"))
+    )
+    horizon.consuming()
+    await horizon.refresh()
+
+    assert horizon() == now - timedelta(seconds=600)

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from datetime import datetime
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
-from segue.broker.boundary import BatchHandler, ConsumeBoundary
+from segue.broker.boundary import BatchHandler, ConsumeBoundary, Outcome, Verdict
 from segue.logs import library_logger
+
+
+RETURNED_HOLD_S = 3.0
+"""How long messages given back to the queue keep counting as held (see
+:meth:`BatchConsumer.forget_returned`)."""
 
 
 class BatchConsumer:
@@ -43,11 +50,34 @@ class BatchConsumer:
         self._tag: ConsumerTag | None = None
         self._log = library_logger("segue.consumer")
         self._loops: list[asyncio.Task[None]] = []
+        self._held: dict[int, datetime | None] = {}
+        self._returned: list[tuple[float, datetime | None]] = []
 
     @property
     def name(self) -> str:
         """The consumed queue's name."""
         return self._queue.name
+
+    @property
+    def unsettled(self) -> int:
+        """Messages delivered but not settled yet: waiting for a batch, or in one."""
+        return len(self._held)
+
+    def held(self) -> tuple[int, datetime | None, bool]:
+        """The messages held unsettled or given back to the queue since
+        :meth:`forget_returned`: how many, their oldest ``timestamp``, and whether
+        every one of them had a timestamp (if not, the oldest is not known)."""
+        stamps = [*self._held.values(), *(stamp for _, stamp in self._returned)]
+        known = [stamp for stamp in stamps if stamp is not None]
+        return len(stamps), min(known, default=None), len(known) == len(stamps)
+
+    def forget_returned(self, held_for_s: float = RETURNED_HOLD_S) -> None:
+        """The queue was found empty: what was given back has been taken again, by
+        this consumer or another replica's. Messages given back less than
+        ``held_for_s`` ago are still counted: another replica that took them may
+        not have told the others yet (it does once per sweep)."""
+        cutoff = time.monotonic() - held_for_s
+        self._returned = [(at, stamp) for at, stamp in self._returned if at > cutoff]
 
     async def start(self) -> None:
         """Start consuming."""
@@ -80,6 +110,7 @@ class BatchConsumer:
             await asyncio.sleep(0)
 
     async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
+        self._held[id(message)] = message.timestamp
         self._delivered.put_nowait(message)
 
     async def _loop(self) -> None:
@@ -89,14 +120,23 @@ class BatchConsumer:
                 batch.append(self._delivered.get_nowait())
             self._busy += 1
             self._idle.clear()
+            outcomes: list[Outcome] = []
             try:
-                await self._boundary.settle_batch(self.name, batch, self._handler)
+                outcomes = await self._boundary.settle_batch(self.name, batch, self._handler)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # e.g. an ack on a channel the broker closed
                 # Unsettled messages come back once the channel is reopened.
                 self._log.warning("batch_settle_failed", messages=len(batch), error=repr(exc))
+                outcomes = [Outcome(Verdict.REQUEUE, repr(exc))] * len(batch)
             finally:
+                returned_at = time.monotonic()
+                for message, outcome in zip(batch, outcomes, strict=False):
+                    stamp = self._held.pop(id(message), None)
+                    if outcome.verdict is Verdict.REQUEUE:
+                        self._returned.append((returned_at, stamp))
+                for message in batch[len(outcomes) :]:
+                    self._returned.append((returned_at, self._held.pop(id(message), None)))
                 self._busy -= 1
                 if self._busy == 0:
                     self._idle.set()

@@ -126,8 +126,9 @@ class ConsumeBoundary:
 
     async def settle_batch(
         self, queue_name: str, messages: Sequence[AbstractIncomingMessage], handler: BatchHandler
-    ) -> None:
-        """Handle messages together and ack, dead-letter or requeue each.
+    ) -> list[Outcome]:
+        """Handle messages together and ack, dead-letter or requeue each; returns
+        what became of each, in order.
 
         If the batch fails as a whole for a reason that is not transient, each
         message is handled again alone, so one bad message fails no neighbour.
@@ -144,9 +145,10 @@ class ConsumeBoundary:
                     self._log.warning(
                         "batch_failed_retrying_alone", messages=len(messages), error=repr(exc)
                     )
+                    alone: list[Outcome] = []
                     for message in messages:
-                        await self.settle_batch(queue_name, [message], handler)
-                    return
+                        alone.extend(await self.settle_batch(queue_name, [message], handler))
+                    return alone
                 with structlog.contextvars.bound_contextvars(messages=len(messages)):
                     outcome = await self._on_error(exc)
                 outcomes = [outcome] * len(messages)
@@ -163,6 +165,7 @@ class ConsumeBoundary:
             self._log.info(
                 "batch_handled", messages=len(messages), ms=round(seconds * 1000, 2), **verdicts
             )
+            return outcomes
 
     async def _on_error(self, exc: Exception) -> Outcome:
         reason = shorten(describe(exc), MAX_REASON_CHARS)

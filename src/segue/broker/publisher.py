@@ -95,6 +95,7 @@ class ConfirmedPublisher:
                 headers=cast("dict[str, Any]", dict(message.headers)),
                 reply_to=message.reply_to,
                 correlation_id=message.correlation_id,
+                timestamp=message.timestamp,
             ),
             mandatory=message.mandatory,
             timeout=self._confirm_timeout_s,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +27,6 @@ class Outgoing:
     persistent: bool = True
     """False for a message worth nothing after a broker restart (a status notice):
     the broker then keeps it in memory only, which costs it far less."""
+    timestamp: datetime | None = None
+    """When the message was made (AMQP ``timestamp``, whole seconds): a worker event's
+    send time, readable without decoding the body."""

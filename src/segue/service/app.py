@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -24,7 +27,7 @@ from segue.service.applier import Applier
 from segue.service.failures import is_transient
 from segue.service.handlers import Handlers
 from segue.service.health import HealthMonitor, HealthServer
-from segue.service.lag import EventsHorizon
+from segue.service.lag import Backlog, EventsHorizon
 from segue.service.metrics import Metrics
 from segue.service.relay import OutboxRelay
 from segue.service.retention import Retention, run_retention
@@ -56,6 +59,32 @@ class Parts:
     background: list[asyncio.Task[None]]
     max_batch: int
     horizon: EventsHorizon
+    events_backlog: EventsBacklog
+
+
+class EventsBacklog:
+    """What worker events wait: ready in the broker (asked on a channel of its own,
+    with a passive declare), and those the events consumer holds or gave back."""
+
+    def __init__(self, connection: AbstractRobustConnection, queue: str) -> None:
+        self._connection = connection
+        self._queue = queue
+        self._channel: AbstractChannel | None = None
+        self.consumer: BatchConsumer | None = None
+
+    async def __call__(self) -> Backlog:
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self._connection.channel()
+        # Straight to the channel underneath: a robust channel would redeclare it later.
+        underlay = await self._channel.get_underlay_channel()
+        declared = await underlay.queue_declare(self._queue, passive=True)
+        ready = declared.message_count or 0
+        if self.consumer is None:
+            return Backlog(ready, 0)
+        if ready == 0:
+            self.consumer.forget_returned()
+        held, oldest, known = self.consumer.held()
+        return Backlog(ready, held, oldest, known)
 
 
 async def run_service(
@@ -77,11 +106,14 @@ async def run_service(
         if reload is not None:
             parts.background.append(_spawn(_reload_on(reload, settings, names, parts), "reload"))
         consumers = [
+            # One batch of commands at a time: a replica applies commands in the order
+            # they arrived (a cancel published before its submission is applied first).
             BatchConsumer(
                 parts.queues[names.commands_queue],
                 parts.boundary,
                 parts.handlers.on_commands,
                 parts.max_batch,
+                workers=1,
             ),
             BatchConsumer(
                 parts.queues[names.events_queue],
@@ -90,6 +122,7 @@ async def run_service(
                 parts.max_batch,
             ),
         ]
+        parts.events_backlog.consumer = consumers[1]
         for consumer in consumers:
             await consumer.start()
         parts.horizon.consuming()
@@ -102,6 +135,8 @@ async def run_service(
             await asyncio.gather(*(consumer.stop(DRAIN_TIMEOUT_S) for consumer in consumers))
         )
         parts.horizon.stopped()
+        with contextlib.suppress(Exception):  # it goes stale by itself otherwise
+            await parts.store.withdraw_horizon(replica_id())
         if remaining:
             log.warning("service_stopped_with_messages_in_flight", messages=remaining)
     log.info("service_stopped")
@@ -140,7 +175,8 @@ async def _assembled(
             settings.relay_grace_s,
             on_quarantine=metrics.outbox_quarantined.inc,
         )
-        horizon = EventsHorizon(clock, settings.max_event_lag_s)
+        events_backlog = EventsBacklog(connection, names.events_queue)
+        horizon = EventsHorizon(clock, settings.max_event_lag_s, events_backlog)
         metrics.events_lag.set_function(horizon.lag_s)
         applier = Applier(
             store,
@@ -170,7 +206,14 @@ async def _assembled(
         retention = _retention(settings, store, metrics, clock)
         background = [
             _spawn(relay.run(), "outbox-relay"),
-            _spawn(run_sweeper(applier, settings.sweep_interval_s), "sweeper"),
+            _spawn(
+                run_sweeper(
+                    applier,
+                    settings.sweep_interval_s,
+                    partial(_share_horizon, horizon, store, replica_id()),
+                ),
+                "sweeper",
+            ),
             _spawn(run_retention(retention, settings.retention_interval_s), "retention"),
             _spawn(monitor.run(), "health-monitor"),
         ]
@@ -189,6 +232,7 @@ async def _assembled(
             background,
             settings.max_batch,
             horizon,
+            events_backlog,
         )
 
 
@@ -219,6 +263,18 @@ def _retention(
         count_jobs=metrics.jobs_pruned.inc,
         count_cancels=metrics.pending_cancels_pruned.inc,
     )
+
+
+def replica_id() -> str:
+    """How this orchestrator process names itself among replicas."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def _share_horizon(horizon: EventsHorizon, store: Store, replica: str) -> None:
+    """Before each sweep: ask how many events wait, and tell the other replicas the
+    horizon this replica can vouch for (see :mod:`segue.service.lag`)."""
+    await horizon.refresh()
+    await store.publish_horizon(replica, horizon())
 
 
 def _spawn(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

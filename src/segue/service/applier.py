@@ -77,6 +77,10 @@ class JobTransactionPort(Protocol):
         """Lock and load up to ``limit`` due jobs another transaction does not hold."""
         ...
 
+    async def shared_horizon(self, horizon: datetime) -> datetime:
+        """``horizon``, held back by the horizons other replicas published recently."""
+        ...
+
     async def write(
         self, writes: Sequence[JobWrite], outbox: Sequence[Outgoing], at: datetime | None = None
     ) -> list[int]:
@@ -217,6 +221,7 @@ class Applier:
         due: list[UUID] = []
         try:
             async with self._store.transaction() as tx:
+                horizon = await tx.shared_horizon(horizon)
                 locked = {job.job.job_id: job for job in await tx.due_jobs(horizon, limit)}
                 due = list(locked)
                 timer = TimerFired(horizon=horizon)
@@ -226,13 +231,13 @@ class Applier:
             if not due or self._is_transient(exc):
                 raise
             self._log.warning("timers_batch_failed", jobs=len(due), error=describe(exc))
-            await self._sweep_one_by_one(due)
+            await self._sweep_one_by_one(due, horizon)
             return len(due)
         await self._sender.send(rows, notices)
         return len(due)
 
-    async def _sweep_one_by_one(self, job_ids: Sequence[UUID]) -> None:
-        timer = TimerFired(horizon=min(self._horizon(), self._clock()))
+    async def _sweep_one_by_one(self, job_ids: Sequence[UUID], horizon: datetime) -> None:
+        timer = TimerFired(horizon=horizon)
         for job_id in job_ids:
             try:
                 await self.apply([Change(job_id, timer)])

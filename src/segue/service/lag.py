@@ -7,31 +7,54 @@ and judging heartbeat deadlines by the wall clock would declare those workers
 lost and run their steps twice.
 
 So deadlines are judged at the *horizon* instead: how far, in the workers' send
-times, the events queue has been handled (events leave the queue in the order
-they were sent):
+times, the events queue has been handled. Workers stamp each event with its send
+time (the AMQP ``timestamp`` property, whole seconds), so the orchestrator knows
+the send times of the events it holds without decoding them. The horizon is
+the earliest of:
 
-- while batches are being handled: the oldest send time among them;
-- between batches: the newest send time of the last batch handled;
-- once no batch has been handled for :data:`QUIET_S` while consuming: now (the
-  queue is drained);
-- before the consumer started (or after it stopped): as far back as allowed,
-  since nobody knows what waits in the queue.
+- the send times of the events being handled, or held unhandled, or given back
+  to the queue by a batch that failed (until the queue is found empty again);
+- while events are ready in the broker: the newest send time handled so far
+  (events leave the queue in the order they were sent);
+
+and now when nothing waits anywhere (:meth:`EventsHorizon.refresh` asks the
+broker and the consumer before each sweep). Before the consumer started, when
+the backlog cannot be asked, or when a held event has no timestamp (an older
+worker), it is as far back as allowed. Only a batch handled successfully moves
+the horizon on. Replicas publish their horizons and each sweeper takes the
+earliest of those written recently (see
+:func:`segue.store.repository.SHARED_HORIZON_SQL`), since events another
+replica holds could still move a deadline.
 
 The horizon trails now by at most ``max_lag_s``. That bounds how long a backlog
 can hold deadlines back, and how far a worker clock running behind can (clocks
-ahead only shorten the grace). Events without a send time do not move it.
+ahead only shorten the grace). The backlog is asked of the broker, not judged
+by how long the consumer has been quiet, so an orchestrator that was frozen or
+starved does not take the silence for a drained queue.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import count
 
-QUIET_S = 1.0
-"""No batch for this long while consuming means the events queue is drained."""
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits: events ready in the broker, and those the consumer holds
+    unhandled or gave back (``oldest_held``: the earliest send time among these;
+    ``held_known``: every one of them had a send time)."""
+
+    ready: int
+    held: int
+    oldest_held: datetime | None = None
+    held_known: bool = True
+
+
+AskBacklog = Callable[[], Awaitable[Backlog]]
 
 
 class EventsHorizon:
@@ -41,27 +64,38 @@ class EventsHorizon:
         self,
         clock: Callable[[], datetime],
         max_lag_s: float,
-        monotonic: Callable[[], float] = time.monotonic,
+        backlog: AskBacklog | None = None,
     ) -> None:
         self._clock = clock
-        self._monotonic = monotonic
         self._max_lag = timedelta(seconds=max_lag_s)
+        self._backlog = backlog
         self._handling: dict[int, datetime] = {}
         self._ids = count()
         self._last_handled: datetime | None = None
-        self._quiet_since: float | None = None
+        self._consuming = False
+        self._waiting: Backlog | None = None if backlog is not None else Backlog(0, 0)
 
     def consuming(self) -> None:
-        """The events consumer started: from now on, a quiet queue means a drained one."""
-        self._quiet_since = self._monotonic()
+        """The events consumer started."""
+        self._consuming = True
 
     def stopped(self) -> None:
         """The events consumer stopped: what waits in the queue is unknown again."""
-        self._quiet_since = None
+        self._consuming = False
+
+    async def refresh(self) -> None:
+        """Ask what waits (before each sweep); unknown if asking fails."""
+        if self._backlog is None:
+            return
+        try:
+            self._waiting = await self._backlog()
+        except Exception:  # the broker is away: assume events wait
+            self._waiting = None
 
     @contextmanager
     def handling(self, sent_at: Iterable[datetime | None]) -> Iterator[None]:
-        """Hold the horizon at the oldest of these send times while a batch is handled."""
+        """Hold the horizon at the oldest of these send times while a batch is
+        handled; a batch handled successfully moves it on."""
         moments = [moment for moment in sent_at if moment is not None]
         if not moments:
             yield
@@ -72,22 +106,25 @@ class EventsHorizon:
             yield
         finally:
             del self._handling[key]
-            newest = max(moments)
-            if self._last_handled is None or newest > self._last_handled:
-                self._last_handled = newest
-            if self._quiet_since is not None:
-                self._quiet_since = self._monotonic()
+        newest = max(moments)  # only after a success: a failed batch's events come back
+        if self._last_handled is None or newest > self._last_handled:
+            self._last_handled = newest
 
     def __call__(self) -> datetime:
         """The horizon now: between ``now - max_lag_s`` and now."""
         now = self._clock()
         floor = now - self._max_lag
-        if self._handling:
-            horizon = min(self._handling.values())
-        elif self._quiet_since is not None and self._monotonic() - self._quiet_since >= QUIET_S:
-            horizon = now
-        else:
-            horizon = self._last_handled or floor
+        if not self._consuming or self._waiting is None:
+            return floor
+        bounds = list(self._handling.values())
+        waiting = self._waiting
+        if waiting.held:
+            if not waiting.held_known or waiting.oldest_held is None:
+                return floor
+            bounds.append(waiting.oldest_held)
+        if waiting.ready:
+            bounds.append(self._last_handled or floor)
+        horizon = min(bounds, default=now)
         return max(min(horizon, now), floor)
 
     def lag_s(self) -> float:

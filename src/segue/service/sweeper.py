@@ -7,6 +7,7 @@ due jobs are claimed with ``FOR UPDATE SKIP LOCKED``, so replicas share the work
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -15,11 +16,21 @@ from segue.service.applier import Applier
 SWEEP_BATCH = 100
 
 
-async def run_sweeper(applier: Applier, interval_s: float) -> None:
-    """Sweep forever: drain due jobs in batches, then sleep ``interval_s``."""
+async def run_sweeper(
+    applier: Applier,
+    interval_s: float,
+    before_sweep: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Sweep forever: drain due jobs in batches, then sleep ``interval_s``.
+
+    ``before_sweep`` runs first each time (the events horizon asks the broker
+    how many events wait).
+    """
     log = structlog.get_logger("segue.sweeper")
     while True:
         try:
+            if before_sweep is not None:
+                await before_sweep()
             while (due := await applier.sweep(SWEEP_BATCH)) == SWEEP_BATCH:
                 log.info("timers_fired", jobs=due)
             if due:

@@ -220,6 +220,20 @@ drawn in the order of the messages (``WITH ORDINALITY``), so sorted they line up
 with them. Columns added later take the parameters after the outbox's ($67 on)."""
 
 
+HORIZON_FRESH_S = 10.0
+"""A replica's horizon counts while it was written this recently: one frozen or
+gone for longer no longer holds the others' deadlines back (a replica that died
+had its unsettled events given back to the others, which see them redelivered)."""
+
+SHARED_HORIZON_SQL = """
+SELECT LEAST($1::timestamptz, min(horizon)) FROM replica_horizons
+WHERE updated_at > now() - make_interval(secs => $2::float8)
+"""
+"""This replica's horizon ($1), or the earliest horizon of a replica heard from
+recently if that is earlier: the events another replica holds unhandled could
+still move a deadline."""
+
+
 class DefinitionCache:
     """Parsed workflow definitions by content hash, and which hashes are stored.
 
@@ -317,6 +331,14 @@ class JobTransaction:
             limit,
         )
         return await self._load(rows)
+
+    async def shared_horizon(self, horizon: datetime) -> datetime:
+        """``horizon``, held back to the earliest horizon another replica published
+        recently (see :data:`SHARED_HORIZON_SQL`)."""
+        shared = await self._connection.fetchval(
+            SHARED_HORIZON_SQL, aware(horizon, "horizon"), HORIZON_FRESH_S
+        )
+        return horizon if shared is None else min(horizon, shared)
 
     async def write(
         self, writes: Sequence[JobWrite], outbox: Sequence[Outgoing], at: datetime | None = None
@@ -556,6 +578,27 @@ class Store:
             await connection.execute(
                 "BEGIN; SET LOCAL synchronous_commit = off;"
                 f" DELETE FROM outbox WHERE id IN ({listed}); COMMIT"
+            )
+
+    async def publish_horizon(self, replica_id: str, horizon: datetime) -> None:
+        """Record this replica's events horizon (see :data:`SHARED_HORIZON_SQL`); rows of
+        replicas gone for an hour are removed on the way."""
+        async with self._pool.acquire() as connection:
+            await connection.execute(
+                "WITH gone AS (DELETE FROM replica_horizons"
+                " WHERE updated_at < now() - interval '1 hour')"
+                " INSERT INTO replica_horizons (replica_id, horizon, updated_at)"
+                " VALUES ($1, $2, now()) ON CONFLICT (replica_id)"
+                " DO UPDATE SET horizon = EXCLUDED.horizon, updated_at = now()",
+                replica_id,
+                aware(horizon, "horizon"),
+            )
+
+    async def withdraw_horizon(self, replica_id: str) -> None:
+        """Forget this replica's horizon (it stops consuming events)."""
+        async with self._pool.acquire() as connection:
+            await connection.execute(
+                "DELETE FROM replica_horizons WHERE replica_id = $1", replica_id
             )
 
     async def postpone_wakeup(self, job_id: UUID, until: datetime) -> None:

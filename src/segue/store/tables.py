@@ -16,6 +16,10 @@ schema (an integration test compares the two).
   ``last_error``) instead of retried forever.
 - ``pending_cancels``: cancels that arrived before their job's submission; the
   submission then ends the job cancelled before it runs.
+- ``omotes_inputs``: the input ESDL and job reference of OMOTES jobs.
+- ``omotes_tasks``: the Celery tasks the OMOTES bridge dispatched and has not
+  seen the end of. No foreign key to ``jobs``: its rows are locked ``FOR
+  UPDATE``, which a key check on insert would wait for; orphans are pruned.
 - ``jobs.secret`` derives the job's attempt ids and tokens; ``jobs.owner`` is the
   RabbitMQ user that submitted it; ``jobs.update_seq`` numbers its updates.
 """
@@ -208,6 +212,31 @@ omotes_inputs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("job_id"),
     Index("ix_omotes_inputs_created_at", "created_at"),
+)
+
+omotes_tasks = Table(
+    "omotes_tasks",
+    metadata,
+    Column("attempt_id", UUID(as_uuid=True), nullable=False),
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("task_type", Text, nullable=False),
+    Column("token", Text, nullable=True),
+    Column("heartbeat_s", Double, nullable=True),
+    Column("starts", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    _timestamp("published_at"),
+    _timestamp("started_at"),
+    PrimaryKeyConstraint("attempt_id"),
+    Index("ix_omotes_tasks_created_at", "created_at"),
+)
+
+replica_horizons = Table(
+    "replica_horizons",
+    metadata,
+    Column("replica_id", Text, nullable=False),
+    Column("horizon", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("replica_id"),
 )
 
 pending_cancels = Table(

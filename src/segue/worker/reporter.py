@@ -97,6 +97,7 @@ class EventReporter:
             routing_key=self._events_queue,
             body=encode(event),
             message_id=uuid4().hex,
+            timestamp=event.sent_at,
         )
 
     async def _try(self, outgoing: Outgoing, event: WorkerEvent) -> bool:
