@@ -490,10 +490,19 @@ def audit_losses(
                     f"job {job.job_id} attempt {row.data.get('attempt_id')} "
                     f"({row.data.get('step')}) lost at {timeline.since_start(row.at)} "
                     f"({row.data.get('reason')}); worker {worker_id} {alive}; "
-                    f"{timeline.nearest(row.at)}"
+                    f"{timeline.nearest(row.at)}; history before it: "
+                    + ", ".join(
+                        _entry(entry, timeline) for entry in job.history if entry.seq <= row.seq
+                    )[-900:]
                 ],
             )
     return dict(counts)
+
+
+def _entry(entry: HistoryRow, timeline: Timeline) -> str:
+    """A history entry in a line: type, time and the worker it names, if any."""
+    worker = entry.data.get("worker_id")
+    return f"{entry.type}@{timeline.since_start(entry.at)}" + (f"/{worker}" if worker else "")
 
 
 # --- updates -------------------------------------------------------------------------------

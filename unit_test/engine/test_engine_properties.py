@@ -283,11 +283,20 @@ def _without_liveness(job: Job) -> Job:
 
 def _check_reply(job: Job, event: Event, decision: Decision) -> None:
     """An ignored report of work the worker must not do (started, progress, heartbeat)
-    is answered with a stop for that worker alone; an ignored result, or a repeated
-    ``started`` of a running attempt, with nothing."""
+    is answered with a stop for that worker alone; an ignored result, a repeated
+    ``started`` of a running attempt, or a heartbeat or progress of a worker that does
+    not hold the running attempt (it may have overtaken its own redelivered
+    ``started``), with nothing."""
     if not isinstance(event, WORKER_EVENTS) or decision.ignored is None:
         return
-    if isinstance(event, BUSY_EVENTS) and decision.ignored != "attempt already running":
+    overtaking = isinstance(event, StepHeartbeat | StepProgressed) and decision.ignored.startswith(
+        "attempt runs on worker"
+    )
+    if (
+        isinstance(event, BUSY_EVENTS)
+        and decision.ignored != "attempt already running"
+        and not overtaking
+    ):
         token = attempt_token(job, event.attempt_id)
         reason = f"not yours to run: {decision.ignored}"
         digest = None if token is None else token_digest(token)

@@ -128,7 +128,7 @@ ROWS = [
         ("step_redelivered",)),
     Row("running", "started_w2", R, A.RUNNING, ("StopAttempt",), ("event_ignored",),
         "attempt runs on worker 'w1'"),
-    Row("running", "heartbeat_w2", R, A.RUNNING, ("StopAttempt",),
+    Row("running", "heartbeat_w2", R, A.RUNNING, (),
         ignored="attempt runs on worker 'w1'"),
     Row("running", "succeeded_w2", R, A.RUNNING, (), ("event_ignored",),
         "attempt runs on worker 'w1'"),

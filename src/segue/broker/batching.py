@@ -20,7 +20,7 @@ from segue.broker.boundary import BatchHandler, ConsumeBoundary, Outcome, Verdic
 from segue.logs import library_logger
 
 
-RETURNED_HOLD_S = 3.0
+RETURNED_HOLD_S = 10.0
 """How long messages given back to the queue keep counting as held (see
 :meth:`BatchConsumer.forget_returned`)."""
 

@@ -352,7 +352,13 @@ def _apply_worker_event(job: Job | None, event: WorkerEvent, now: datetime) -> D
         )
     target = _fence(job, attempt, event)
     if isinstance(target, str):
-        return _ignore(job, attempt, event, target)
+        # A heartbeat or progress of another worker may have overtaken that worker's
+        # redelivered ``started`` (events are handled in concurrent batches): it is
+        # fenced, but only a ``started`` is answered with a stop, which every worker
+        # sends first.
+        held_elsewhere = _held_by_another(attempt, event)
+        answer = not (held_elsewhere and isinstance(event, StepProgressed | StepHeartbeat))
+        return _ignore(job, attempt, event, target, answer=answer)
     draft = Draft.of(job, now)
     match event:
         case StepStarted():
