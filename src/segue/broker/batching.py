@@ -19,7 +19,6 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, ConsumerTag
 from segue.broker.boundary import BatchHandler, ConsumeBoundary, Outcome, Verdict
 from segue.logs import library_logger
 
-
 RETURNED_HOLD_S = 10.0
 """How long messages given back to the queue keep counting as held (see
 :meth:`BatchConsumer.forget_returned`)."""
