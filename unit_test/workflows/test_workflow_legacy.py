@@ -269,12 +269,13 @@ def test_workflow_parameters_may_be_left_out_or_empty() -> None:
             [Problem(f"{P}[1].enum_options", "unknown key (not allowed here)")],
         ),
         (
-            with_param(4, default="2019-01-01T00:00:00"),
+            # (without an offset it would load, as UTC: unit_test/omotes)
+            with_param(4, default="2019-01-01 at noon"),
             [
                 Problem(
                     f"{P}[4].default",
                     "must be a date-time with a timezone offset (ISO 8601, e.g. "
-                    '2030-01-01T00:00:00+00:00) (got "2019-01-01T00:00:00")',
+                    '2030-01-01T00:00:00+00:00) (got "2019-01-01 at noon")',
                 )
             ],
         ),

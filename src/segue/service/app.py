@@ -21,6 +21,8 @@ from segue.broker.connection import connect
 from segue.broker.publisher import ConfirmedPublisher
 from segue.broker.topology import declare_orchestrator_topology, declare_queue
 from segue.errors import ConfigurationError
+from segue.omotes.bridge import CeleryBridge
+from segue.omotes.gateway import OmotesGateway
 from segue.protocol.names import Names
 from segue.protocol.topology import task_queue
 from segue.service.applier import Applier
@@ -60,6 +62,8 @@ class Parts:
     max_batch: int
     horizon: EventsHorizon
     events_backlog: EventsBacklog
+    omotes: OmotesGateway | None = None
+    celery_bridge: CeleryBridge | None = None
 
 
 class EventsBacklog:
@@ -221,6 +225,15 @@ async def _assembled(
         boundary = ConsumeBoundary(
             publisher, names.dead_exchange, observer=metrics.observe, is_transient=is_transient
         )
+        omotes: OmotesGateway | None = None
+        celery_bridge: CeleryBridge | None = None
+        if settings.omotes_enabled:  # the OMOTES drop-in (docs/omotes.md)
+            omotes = OmotesGateway(settings, names, catalog, clock)
+            await omotes.start()
+            stack.push_async_callback(omotes.stop)
+            celery_bridge = CeleryBridge(settings, names, catalog, clock)
+            await celery_bridge.start()
+            stack.push_async_callback(celery_bridge.stop)
         yield Parts(
             store,
             connection,
@@ -233,6 +246,8 @@ async def _assembled(
             settings.max_batch,
             horizon,
             events_backlog,
+            omotes,
+            celery_bridge,
         )
 
 
@@ -250,6 +265,10 @@ async def _reload_on(reload: asyncio.Event, settings: Settings, names: Names, pa
         for queue in sorted(catalog.queues()):
             await declare_queue(parts.channel, task_queue(names, queue))
         parts.handlers.use_catalog(catalog)
+        if parts.omotes is not None:
+            parts.omotes.use_catalog(catalog)
+        if parts.celery_bridge is not None:
+            await parts.celery_bridge.use_catalog(catalog)
         log.info("workflows_reloaded", workflows=list(catalog.names))
 
 

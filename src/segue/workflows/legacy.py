@@ -24,6 +24,14 @@ float, boolean, datetime or duration), ``key_name``, ``title``, ``description``,
 ``default``, ``minimum``, ``maximum``, ``enum_options`` (``key_name`` and
 ``display_name``) and ``constraints`` (``other_key_name`` and ``relation``).
 
+Datetimes: OMOTES reads them with Python's ``datetime.fromisoformat`` and its
+files give them without a timezone offset (``"2030-12-31T23:00:00"``), which
+format 1 refuses. A legacy file's datetime ``default``/``minimum``/``maximum``
+that format 1 would refuse but ``fromisoformat`` reads is therefore rewritten
+as that moment in ISO 8601 with its offset, a value without an offset being
+read as **UTC** (``"2030-12-31T23:00:00+00:00"``). Values that already have
+the format-1 form are kept as written.
+
 :func:`from_legacy` renames the keys to format version 1, which then goes through
 the model and :func:`~segue.workflows.lint.lint` like any file;
 :func:`legacy_problems` turns the paths of what they find back into paths of the
@@ -35,9 +43,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from segue.workflows.lint import Problem
+from segue.workflows.timevalues import is_datetime
 
 _WORKFLOW_KEYS = {
     "workflow_type_name": "name",
@@ -134,6 +144,10 @@ def _parameter(item: Any, path: str, problems: list[Problem]) -> Any:
     if not isinstance(item, Mapping):
         return item
     param = _renamed(item, _PARAMETER_KEYS, path, problems)
+    if param.get("type") == "datetime":
+        for key in ("default", "minimum", "maximum"):
+            if key in param:
+                param[key] = legacy_datetime(param[key])
     for key, legacy_key, keys in (
         ("enum", "enum_options", _OPTION_KEYS),
         ("constraints", "constraints", _CONSTRAINT_KEYS),
@@ -147,6 +161,25 @@ def _parameter(item: Any, path: str, problems: list[Problem]) -> Any:
                 for index, child in enumerate(children)
             ]
     return param
+
+
+def legacy_datetime(value: Any) -> Any:
+    """A datetime of a legacy file in the format-1 form: ISO 8601 with an offset, UTC
+    when it has none (``2030-12-31T23:00:00`` -> ``2030-12-31T23:00:00+00:00``).
+
+    ``value`` is returned as it is when it already has that form, or when
+    ``datetime.fromisoformat`` (how OMOTES reads it) cannot read it either:
+    the model then says what is wrong with it.
+    """
+    if not isinstance(value, str) or is_datetime(value):
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()
 
 
 def _renamed(

@@ -80,9 +80,14 @@ class LoadedWorkflow:
 
 
 class Catalog:
-    """The workflows of one file, by name, in file order."""
+    """The workflows of one file, by name, in file order.
 
-    def __init__(self, workflows: Iterable[LoadedWorkflow]) -> None:
+    ``legacy``: the file was in the legacy OMOTES format (its workflows are the
+    task types of OMOTES workers; see :mod:`segue.omotes.bridge`).
+    """
+
+    def __init__(self, workflows: Iterable[LoadedWorkflow], *, legacy: bool = False) -> None:
+        self.legacy = legacy
         self._by_name: dict[str, LoadedWorkflow] = {}
         for loaded in workflows:
             name = loaded.workflow.name
@@ -183,7 +188,7 @@ def _parse_legacy(data: list[Any], source: str) -> Catalog:
     problems.extend(legacy_problems(lint(file)))
     if problems:
         raise WorkflowConfigError(source, problems)
-    return Catalog(LoadedWorkflow.of(workflow) for workflow in file.workflows)
+    return Catalog((LoadedWorkflow.of(workflow) for workflow in file.workflows), legacy=True)
 
 
 def _model_problems(exc: ValidationError) -> list[Problem]:
