@@ -74,7 +74,10 @@ class FakeBroker:
     async def get_underlay_channel(self) -> FakeBroker:
         return self
 
-    async def basic_publish(self, body: bytes, *, properties: Basic.Properties, **_: Any) -> None:
+    async def basic_publish(
+        self, body: bytes, *, properties: Basic.Properties, **_: Any
+    ) -> Basic.Ack:
+        """Record the command, answer it if asked to, and confirm it as a broker does."""
         command = decode(COMMAND_ADAPTER, body)
         self.sent.append(Sent(command, properties))
         if properties.reply_to:
@@ -84,6 +87,7 @@ class FakeBroker:
             asyncio.get_running_loop().call_soon(
                 lambda: asyncio.ensure_future(self.client._on_message(message))
             )
+        return Basic.Ack()
 
     async def bind(self, _exchange: str, routing_key: str) -> None:
         self.bindings.add(routing_key)

@@ -40,11 +40,22 @@ class Publisher(Protocol):
 
 
 class ConfirmedPublisher:
-    """Publishes on one channel opened with publisher confirms."""
+    """Publishes on one channel opened with publisher confirms.
 
-    def __init__(self, channel: AbstractChannel, confirm_timeout_s: float = 30.0) -> None:
+    ``user_id``: stamped on every message. RabbitMQ refuses a message whose
+    ``user_id`` is not the user of the connection, so the orchestrator can trust
+    it as the author of a command (clients set it; see docs/security.md).
+    """
+
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        confirm_timeout_s: float = 30.0,
+        user_id: str | None = None,
+    ) -> None:
         self._channel = channel
         self._confirm_timeout_s = confirm_timeout_s
+        self.user_id = user_id
 
     async def publish(self, message: Outgoing) -> None:
         """Publish and wait for the broker's confirm; raises if it is refused.
@@ -96,6 +107,7 @@ class ConfirmedPublisher:
                 reply_to=message.reply_to,
                 correlation_id=message.correlation_id,
                 timestamp=message.timestamp,
+                user_id=self.user_id,
             ),
             mandatory=message.mandatory,
             timeout=self._confirm_timeout_s,

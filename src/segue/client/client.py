@@ -34,7 +34,7 @@ from pydantic import BaseModel
 
 from segue.broker.connection import connect
 from segue.broker.env import ConnectionSettings
-from segue.broker.publisher import Outgoing
+from segue.broker.publisher import ConfirmedPublisher, Outgoing
 from segue.broker.topology import declare_exchanges, ensure_queue
 from segue.client.errors import (
     ForbiddenError,
@@ -48,7 +48,6 @@ from segue.client.feed import JobFeed
 from segue.client.handle import JobHandle
 from segue.client.identity import choose_job_id, connection_user
 from segue.client.inbox import Inbox, Routing
-from segue.client.sender import CommandSender
 from segue.logs import library_logger
 from segue.protocol.codec import encode
 from segue.protocol.messages import (
@@ -129,7 +128,8 @@ class _Session:
         self.reply_queue = reply_queue
         self.names = names
         self.updates_key = updates_key
-        self.sender = CommandSender(channel, user)
+        self.user = user
+        self.sender = ConfirmedPublisher(channel, user_id=user)
         self.bound: set[UUID] = set()
         """Jobs followed with a binding of their own (not submitted by this client)."""
 
@@ -291,7 +291,7 @@ class SegueClient:
         job, or of anyone's for an admin."""
         if self._admin:
             return ANY_OWNER_JOB_UPDATES.format(job_id=job_id)
-        return job_updates_binding(job_id, owner=session.sender.user)
+        return job_updates_binding(job_id, owner=session.user)
 
     def _handle(self, job_id: UUID, query_first: bool) -> JobHandle:
         feed = self._inbox.follow(job_id)
@@ -356,7 +356,7 @@ class SegueClient:
             correlation_id=correlation_id,
         )
         try:
-            await session.sender.send(outgoing)
+            await session.sender.publish(outgoing)
         except (PublishError, *CONNECTION_EXCEPTIONS) as exc:
             raise PublishError(
                 f"the broker did not confirm {type(command).__name__}: {type(exc).__name__}: {exc}"

@@ -61,7 +61,6 @@ from segue.broker.connection import connect
 from segue.broker.publisher import PERSISTENT, ConfirmedPublisher, PublishError
 from segue.broker.topology import declare_queue
 from segue.client.identity import connection_user
-from segue.client.sender import CommandSender
 from segue.errors import describe
 from segue.omotes.discovery import available_workflows
 from segue.omotes.names import OmotesNames
@@ -147,7 +146,7 @@ class _Running:
     inputs: OmotesInputs
     segue: AbstractRobustConnection
     omotes: AbstractRobustConnection
-    sender: CommandSender
+    sender: ConfirmedPublisher
     clients: ClientPublisher
     consumers: list[BatchConsumer]
 
@@ -211,7 +210,12 @@ class OmotesGateway:
             queues = await self._declare(segue, omotes)
             consumers = self._consumers(queues, boundary)
             running = _Running(
-                inputs, segue, omotes, CommandSender(confirmed, self._user), clients, consumers
+                inputs,
+                segue,
+                omotes,
+                ConfirmedPublisher(confirmed, user_id=self._user),
+                clients,
+                consumers,
             )
             self._running = running
             stack.callback(self._forget_running)
@@ -378,7 +382,7 @@ class OmotesGateway:
         the message it came from (requeue when trying again may help)."""
         results = await asyncio.gather(
             *(
-                running.sender.send(
+                running.sender.publish(
                     Outgoing(
                         exchange=self._names.segue.commands_exchange,
                         routing_key=self._names.segue.commands_queue,
