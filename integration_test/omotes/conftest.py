@@ -64,11 +64,12 @@ import aio_pika
 import pytest
 from aio_pika.exceptions import ChannelNotFoundEntity
 
+from e2e.conftest import running_service
 from segue.omotes.bridge import CeleryBridge, omotes_task_types
 from segue.omotes.gateway import OmotesGateway
 from segue.protocol.names import Names
 from segue.protocol.topology import exchanges
-from segue.service.app import run_service, utc_now
+from segue.service.app import utc_now
 from segue.settings import Settings
 from segue.worker import StepHandler, Worker
 from segue.workflows.loader import Catalog, load_workflows
@@ -297,24 +298,6 @@ def omotes_service(
                     await gateway.stop()
 
     return run
-
-
-@contextlib.asynccontextmanager
-async def running_service(settings: Settings) -> AsyncIterator[Settings]:
-    """Run the orchestrator in this event loop while the block runs."""
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_service(settings, stop, ready))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED, timeout=30)
-    if task.done():
-        task.result()
-    waiter.cancel()
-    assert ready.is_set(), "the orchestrator did not become ready in 30 s"
-    try:
-        yield settings
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 40)
 
 
 @contextlib.asynccontextmanager

@@ -28,12 +28,11 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
+from e2e.conftest import delete_namespace
 from segue.protocol.names import Names
-from segue.protocol.topology import exchanges
 from segue.service.app import run_service
 from segue.settings import Settings
 from segue.store.urls import parse_url, sync_url, with_database
-from segue.workflows.loader import load_workflows
 
 TLS_DIR = Path(os.environ.get("SEGUE_TEST_TLS_DIR") or "/tmp/segue-tls")
 AMQP_URL = os.environ.get("SEGUE_TEST_TLS_AMQP_URL") or (
@@ -97,22 +96,6 @@ def names(tls_amqp_url: str) -> Iterator[Names]:
     names = Names(f"t{uuid4().hex[:12]}")
     yield names
     asyncio.run(delete_namespace(tls_amqp_url, names))
-
-
-async def delete_namespace(amqp_url: str, names: Names) -> None:
-    """Delete every queue and exchange of ``names`` (the demo task queues included)."""
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        queues = [names.commands_queue, names.events_queue, names.dead_queue]
-        queues += [names.task_queue(q) for q in load_workflows(DEMO_CONFIG).queues()]
-        for name in queues:
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(name)
-        for spec in exchanges(names):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(spec.name)
 
 
 @dataclass(frozen=True)
