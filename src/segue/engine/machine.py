@@ -193,12 +193,17 @@ def _new_job(event: JobSubmitted, workflow: Workflow, params: JsonObject, now: d
     return replace(job, deadline_at=later(now, limit)) if limit is not None else job
 
 
+def may_act_on(owner: str | None, requester: str | None, admin: bool) -> bool:
+    """Whether ``requester`` may cancel, rerun or read a job of ``owner``: its owner
+    and admins may (a job nobody owns is open to all)."""
+    return owner is None or admin or requester == owner
+
+
 def _refuse_unless_allowed(
     job: Job, requester: str | None, admin: bool, action: str
 ) -> Decision | None:
-    """A refusal if ``requester`` may not ``action`` the job: only its owner and
-    admins may (a job nobody owns is open to all)."""
-    if job.owner is None or admin or requester == job.owner:
+    """A refusal if ``requester`` may not ``action`` the job (see :func:`may_act_on`)."""
+    if may_act_on(job.owner, requester, admin):
         return None
     who = f"user {requester!r}" if requester else "a caller without a user id"
     return Decision(

@@ -33,7 +33,7 @@ import structlog
 
 from segue.engine.effects import Decision, Effect, Record
 from segue.engine.events import CancelRequested, Event, JobSubmitted, TimerFired
-from segue.engine.machine import decide
+from segue.engine.machine import decide, may_act_on
 from segue.engine.state import Job
 from segue.engine.timers import next_wakeup
 from segue.errors import describe
@@ -347,7 +347,7 @@ async def _with_pending_cancels(
             pending.setdefault(change.job_id, cancel)
         elif isinstance(event, JobSubmitted) and change.job_id in pending:
             cancel = pending.pop(change.job_id)
-            if cancel.admin or event.owner is None or cancel.requester == event.owner:
+            if may_act_on(event.owner, cancel.requester, cancel.admin):
                 change = Change(change.job_id, replace(event, cancelled=cancel.reason))
         marked.append(change)
     return marked

@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from segue.broker.boundary import Outcome
 from segue.broker.publisher import Publisher
 from segue.engine import events as engine_events
+from segue.engine.machine import may_act_on
 from segue.protocol import kinds
 from segue.protocol.codec import (
     COMMAND_ADAPTER,
@@ -308,7 +309,7 @@ class Handlers:
             return Outcome.dead(_foreign_reply_to(message))
         view = await self._reader.job_view(command.job_id, include_history=command.include_history)
         user = _user(message)
-        if view is not None and view.owner not in (None, user) and not self._is_admin(user):
+        if view is not None and not may_act_on(view.owner, user, self._is_admin(user)):
             who = f"user {user!r}" if user else "a caller without a user id"
             reason = f"{who} may not read job {command.job_id}: it belongs to another user"
             await self._reply(
