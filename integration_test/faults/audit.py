@@ -446,6 +446,19 @@ def audit_double_runs(
     return dict(counts)
 
 
+def _runs_of(runs: Sequence[Run], timeline: Timeline) -> str:
+    """The handler runs of an attempt, as the workers journalled them."""
+    if not runs:
+        return "no handler run of the attempt"
+    described = (
+        f"{run.worker_id} from {timeline.since_start(run.started)} to "
+        f"{'?' if run.ended is None else timeline.since_start(run.ended)} "
+        f"({run.outcome or 'no end'})"
+        for run in runs
+    )
+    return "handler runs: " + ", ".join(described)
+
+
 def _run_end(run: Run, timeline: Timeline) -> float:
     """When a run ended: its end line, else its worker's death, else the end of the run."""
     if run.ended is not None:
@@ -456,7 +469,11 @@ def _run_end(run: Run, timeline: Timeline) -> float:
 
 
 def audit_losses(
-    stored: Mapping[UUID, StoredJob], timeline: Timeline, heartbeat_s: float, findings: Findings
+    stored: Mapping[UUID, StoredJob],
+    runs: Sequence[Run],
+    timeline: Timeline,
+    heartbeat_s: float,
+    findings: Findings,
 ) -> dict[str, int]:
     """Every attempt declared lost had lost its worker: killed, exited, or cut off
     from the broker while RabbitMQ restarted.
@@ -468,6 +485,9 @@ def audit_losses(
     """
     broker = frozenset({Cause.RABBITMQ_RESTART})
     counts = Counter(dict.fromkeys(("lost_with_their_worker", "lost_in_broker_restart"), 0))
+    by_attempt: defaultdict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_attempt[run.attempt_id].append(run)
     for job in stored.values():
         for row in job.history:
             if row.type != "step_lost":
@@ -490,7 +510,9 @@ def audit_losses(
                     f"job {job.job_id} attempt {row.data.get('attempt_id')} "
                     f"({row.data.get('step')}) lost at {timeline.since_start(row.at)} "
                     f"({row.data.get('reason')}); worker {worker_id} {alive}; "
-                    f"{timeline.nearest(row.at)}; history before it: "
+                    f"{timeline.nearest(row.at)}; "
+                    f"{_runs_of(by_attempt.get(str(row.data.get('attempt_id')), []), timeline)}; "
+                    "history before it: "
                     + ", ".join(
                         _entry(entry, timeline) for entry in job.history if entry.seq <= row.seq
                     )[-900:]

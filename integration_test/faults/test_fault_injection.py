@@ -580,7 +580,7 @@ class FaultRun:
         counts = {
             **audit_cancels(self.plans, stored, runs, timeline, findings),
             **audit_double_runs(runs, timeline, findings),
-            **audit_losses(stored, timeline, HEARTBEAT_S, findings),
+            **audit_losses(stored, runs, timeline, HEARTBEAT_S, findings),
             **audit_updates(self.plans, observed.raw_updates, delivered, findings),
         }
         statuses = Counter(stored[p.job_id].status for p in self.plans if p.job_id in stored)

@@ -197,6 +197,23 @@ def test_a_second_worker_s_started_is_answered_with_a_stop_for_it_alone() -> Non
     assert current(run.job).worker_id == "w1"
 
 
+def test_the_stop_answering_a_started_names_that_start_only() -> None:
+    run = Run.submitted(pipeline())
+    attempt_id = run.attempt_id
+    run.apply(StepStarted(attempt_id, worker_id="w1", run_id="first"), 1)
+    refused = run.apply(StepStarted(attempt_id, worker_id="w2", run_id="r1"), 2)
+    (answer,) = refused.effects
+    assert isinstance(answer, StopAttempt)
+    assert (answer.worker_id, answer.run_id) == ("w2", "r1")
+    # w2's confirm of that ``started`` was lost; the task came back to it after w1
+    # went away: the new start holds the attempt, and the answer above cannot stop it.
+    taken = run.apply(StepStarted(attempt_id, worker_id="w2", redelivered=True, run_id="r2"), 3)
+    (handover,) = taken.effects
+    assert isinstance(handover, StopAttempt)
+    assert (handover.worker_id, handover.run_id) == ("w1", None)
+    assert current(run.job).worker_id == "w2"
+
+
 def test_a_repeated_started_of_the_worker_running_it_is_ignored_without_a_stop() -> None:
     run = Run.submitted(pipeline())
     attempt_id = run.attempt_id

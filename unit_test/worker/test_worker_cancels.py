@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from fakes import FakeSink
-from segue.protocol.messages import CancelAttempt, StepSucceeded, StepTask
+from segue.protocol.messages import CancelAttempt, StepStarted, StepSucceeded, StepTask
 from segue.protocol.tokens import token_digest
 from segue.worker import StepContext, step_handler
 from segue.worker.attempt import AttemptSettings
@@ -120,6 +120,27 @@ async def test_a_cancel_heard_before_the_task_is_remembered_for_it() -> None:
     assert attempts.cancelled_before(other_workers) is None
     assert attempts.cancelled_before(forged) is None
     assert attempts.cancelled_before(make_task()) is None
+
+
+async def test_the_answer_to_an_earlier_start_does_not_stop_the_current_one() -> None:
+    # The worker's first ``started`` reached the orchestrator but its confirm was
+    # lost; the task came back and this start became the holder. The stop that
+    # answered the first start arrives now: it names the first start's run.
+    running = Running(make_task())
+    await running.start()
+    current = running.sink.of_type(StepStarted)[0].run_id
+    assert current is not None
+    stale = cancel_of(running.task, worker_id="w1", run_id=uuid4().hex)
+    assert await running.outcome_after(stale) == "succeeded"
+    assert running.attempts.cancelled_before(running.task) is None, "not remembered"
+
+
+async def test_the_answer_to_the_current_start_stops_it() -> None:
+    running = Running(make_task())
+    await running.start()
+    run_id = running.sink.of_type(StepStarted)[0].run_id
+    answer = cancel_of(running.task, worker_id="w1", run_id=run_id)
+    assert await running.outcome_after(answer) == "cancelled"
 
 
 def test_recent_cancels_forget_the_oldest_beyond_their_capacity() -> None:

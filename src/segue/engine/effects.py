@@ -47,7 +47,8 @@ class StopAttempt:
 
     ``worker_id``: only that worker must stop (None: whoever runs it);
     ``token_digest``: proves the stop comes from the orchestrator that holds
-    the attempt's token.
+    the attempt's token; ``run_id``: only that start of the attempt must stop
+    (the answer to a ``started`` that named it).
     """
 
     job_id: UUID
@@ -55,6 +56,7 @@ class StopAttempt:
     reason: str
     worker_id: str | None = None
     token_digest: str | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)

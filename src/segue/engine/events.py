@@ -42,12 +42,14 @@ class JobSubmitted:
 
 @dataclass(frozen=True)
 class StepStarted:
-    """A worker started an attempt (``redelivered``: the broker delivered it before)."""
+    """A worker started an attempt (``redelivered``: the broker delivered it before;
+    ``run_id``: names this start, for the stop that may answer it)."""
 
     attempt_id: UUID
     worker_id: str = ""
     redelivered: bool = False
     token: str | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)

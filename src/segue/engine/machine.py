@@ -419,7 +419,12 @@ def _ignore(
     """
     effects: tuple[StopAttempt, ...] = ()
     if answer and isinstance(event, StepStarted | StepProgressed | StepHeartbeat):
-        effects = (stop(job, attempt, f"not yours to run: {reason}", event.worker_id),)
+        # The answer to a ``started`` stops that start only: the same worker may
+        # take the task again and legitimately become its holder before the
+        # answer reaches it (a ``started`` whose confirm was lost, then redelivered).
+        run_id = event.run_id if isinstance(event, StepStarted) else None
+        why = f"not yours to run: {reason}"
+        effects = (stop(job, attempt, why, event.worker_id, run_id),)
     if isinstance(event, StepHeartbeat | StepProgressed):
         return Decision(job=job, effects=effects, ignored=reason)
     data = {"event": _event_name(event), "attempt_id": str(event.attempt_id), "reason": reason}

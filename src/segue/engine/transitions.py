@@ -118,9 +118,12 @@ def abort(
     return ended
 
 
-def stop(job: Job, attempt: Attempt, reason: str, worker_id: str | None) -> StopAttempt:
+def stop(
+    job: Job, attempt: Attempt, reason: str, worker_id: str | None, run_id: str | None = None
+) -> StopAttempt:
     """The stop of ``attempt`` for ``worker_id`` (None: whichever worker holds the
-    task), proving with the token's digest that the orchestrator sent it."""
+    task) and its start ``run_id`` (None: any), proving with the token's digest
+    that the orchestrator sent it."""
     token = attempt_token(job, attempt.attempt_id)
     return StopAttempt(
         job.job_id,
@@ -128,6 +131,7 @@ def stop(job: Job, attempt: Attempt, reason: str, worker_id: str | None) -> Stop
         reason,
         worker_id=worker_id or None,
         token_digest=None if token is None else token_digest(token),
+        run_id=run_id,
     )
 
 

@@ -194,6 +194,12 @@ class StepStarted(WorkerEvent):
     redelivered: bool = Field(
         default=False, description="the broker had delivered this task before"
     )
+    run_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="names this start of the attempt on this worker: a stop answering "
+        "this report names it too, so it cannot stop a later start of the same attempt",
+    )
 
 
 class StepProgressed(WorkerEvent):
@@ -272,6 +278,8 @@ class CancelAttempt(Message):
     ``worker_id``: only that worker must stop (None: whichever holds it).
     ``token_digest``: SHA-256 (hex, 32 characters) of the attempt's token, so
     a worker obeys only stops from whoever issued its task.
+    ``run_id``: only that start of the attempt must stop (the answer to a
+    ``started`` report that named it; None: any).
     """
 
     type: Literal["cancel_attempt"] = "cancel_attempt"
@@ -280,6 +288,7 @@ class CancelAttempt(Message):
     reason: str
     worker_id: str | None = Field(default=None, max_length=200)
     token_digest: str | None = Field(default=None, max_length=64)
+    run_id: str | None = Field(default=None, max_length=64)
 
 
 # --- orchestrator -> clients -----------------------------------------------------------

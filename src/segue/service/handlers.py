@@ -456,7 +456,11 @@ def to_engine_event(event: WorkerEvent) -> engine_events.Event:
     match event:
         case StepStarted():
             return engine_events.StepStarted(
-                event.attempt_id, event.worker_id, redelivered=event.redelivered, token=event.token
+                event.attempt_id,
+                event.worker_id,
+                redelivered=event.redelivered,
+                token=event.token,
+                run_id=event.run_id,
             )
         case StepProgressed():
             return engine_events.StepProgressed(

@@ -80,6 +80,7 @@ def to_outbox(
                 reason=effect.reason,
                 worker_id=effect.worker_id,
                 token_digest=effect.token_digest,
+                run_id=effect.run_id,
             )
             return _message(names.control_exchange, attempt_control_key(effect.attempt_id), body)
         case NotifyStatus():

@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 from segue.logs import library_logger
 from segue.protocol import kinds
@@ -112,6 +113,8 @@ class Attempt:
         settings: AttemptSettings,
     ) -> None:
         self.task = task
+        self.run_id = uuid4().hex
+        """Names this start of the attempt (see ``StepStarted.run_id``)."""
         self._handler = handler
         self._reporter = reporter
         self._settings = settings

@@ -126,6 +126,7 @@ class RunningAttempts:
                     sent_at=datetime.now(UTC),
                     token=task.token,
                     redelivered=redelivered,
+                    run_id=attempt.run_id,
                 )
             )
         except BaseException:
@@ -176,7 +177,8 @@ class RunningAttempts:
         elsewhere (or already finished) is the normal case, logged at debug;
         it is remembered in case the attempt's task arrives later. A cancel
         for another worker, or without the digest of the running attempt's
-        token, is ignored (see the module's docstring).
+        token, is ignored (see the module's docstring); so is one that answers
+        another start of the attempt (``run_id``), and it is not remembered.
         """
         if command.worker_id is not None and command.worker_id != self._settings.worker_id:
             self._log.debug(
@@ -185,8 +187,15 @@ class RunningAttempts:
                 for_worker=command.worker_id,
             )
             return
-        self._cancels.remember(command)
         attempt = self._attempts.get(command.attempt_id)
+        if command.run_id is None:
+            self._cancels.remember(command)
+        elif attempt is None or attempt.run_id != command.run_id:
+            # The answer to a start that is over (its ``started`` was not confirmed,
+            # or it ended): it must not stop a later start. Nor is it remembered: a
+            # later copy of the task is a new start, which the orchestrator judges anew.
+            self._log.debug("cancel_for_other_run", attempt_id=str(command.attempt_id))
+            return
         if attempt is None:
             self._log.debug("cancel_for_other_attempt", attempt_id=str(command.attempt_id))
             return
