@@ -260,10 +260,17 @@ async def test_a_task_delivered_twice_is_run_by_one_worker_only(
     (attempt,) = view.attempts
     assert attempt.worker_id == runs.finished[job.job_id][0]
     assert [e.type for e in view.history].count("step_succeeded") == 1
+    # The other copy's ``started`` was refused; or, should a busy worker have held
+    # that copy past its slot wait and handed it back (the broker then marks it
+    # redelivered), the other worker took the attempt over and the first was stopped.
     fenced = [e for e in view.history if e.type == "event_ignored"]
-    assert fenced
-    assert fenced[0].data["worker_id"] != attempt.worker_id
-    assert "runs on worker" in fenced[0].data["reason"]
+    handed_over = [e for e in view.history if e.type == "step_redelivered"]
+    assert fenced or handed_over, [e.type for e in view.history]
+    if fenced:
+        assert fenced[0].data["worker_id"] != attempt.worker_id
+        assert "runs on worker" in fenced[0].data["reason"]
+    else:
+        assert handed_over[0].data["previous_worker_id"] != attempt.worker_id
 
 
 async def duplicate_the_queued_task(amqp_url: str, queue: str) -> None:
