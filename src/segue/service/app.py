@@ -110,14 +110,13 @@ async def run_service(
         if reload is not None:
             parts.background.append(_spawn(_reload_on(reload, settings, names, parts), "reload"))
         consumers = [
-            # One batch of commands at a time: a replica applies commands in the order
-            # they arrived (a cancel published before its submission is applied first).
+            # Batches of commands overlap, but those that share a job take turns in
+            # the order they arrived (see segue.service.turns).
             BatchConsumer(
                 parts.queues[names.commands_queue],
                 parts.boundary,
                 parts.handlers.on_commands,
                 parts.max_batch,
-                workers=1,
             ),
             BatchConsumer(
                 parts.queues[names.events_queue],

@@ -70,6 +70,7 @@ from segue.protocol.names import CC_HEADER, Names, update_routing_key, updates_k
 from segue.protocol.text import shorten
 from segue.service.applier import Applied, Change
 from segue.service.lag import EventsHorizon
+from segue.service.turns import Turns
 from segue.workflows.loader import Catalog
 
 MAX_REASON_CHARS = 4000
@@ -141,6 +142,7 @@ class Handlers:
         self._admins = admins
         self._horizon = horizon
         self._new_secret = new_secret
+        self._turns: Turns[UUID] = Turns()
 
     def _is_admin(self, user: str | None) -> bool:
         return user is not None and user in self._admins
@@ -155,7 +157,9 @@ class Handlers:
         """Handle a batch of messages of the commands queue.
 
         Commands that change jobs are applied together first; queries and
-        unusable commands are answered after that, all at once.
+        unusable commands are answered after that, all at once. Batches handled
+        at once take turns on the jobs they share (:mod:`segue.service.turns`),
+        so the commands and queries of a job are handled in the order they arrived.
         """
         changing: list[_Pending] = []
         answering: list[
@@ -174,14 +178,22 @@ class Handlers:
                 answering.append((index, message, command))
             else:
                 changing.append(_Pending(index, message, command))
-        applied = await self._applier.apply([self._command_change(p) for p in changing])
-        answers = await asyncio.gather(
-            *(
-                self._command_outcome(p, result)
-                for p, result in zip(changing, applied, strict=True)
-            ),
-            *(self._answer(message, body) for _, message, body in answering),
-        )
+        changes = [self._command_change(p) for p in changing]
+        jobs = [change.job_id for change in changes]
+        jobs += [body.job_id for _, _, body in answering if isinstance(body, GetJob)]
+        turn = self._turns.claim(jobs)  # before any await: see segue.service.turns
+        try:
+            await turn.ready()
+            applied = await self._applier.apply(changes)
+            answers = await asyncio.gather(
+                *(
+                    self._command_outcome(p, result)
+                    for p, result in zip(changing, applied, strict=True)
+                ),
+                *(self._answer(message, body) for _, message, body in answering),
+            )
+        finally:
+            turn.done()
         outcomes: list[Outcome | None] = [None] * len(messages)
         for index, outcome in zip(
             [p.index for p in changing] + [index for index, _, _ in answering], answers, strict=True
