@@ -3,6 +3,7 @@ input is answered (when it names a job) and dead-lettered with a precise reason.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import warnings
 from dataclasses import dataclass
@@ -467,3 +468,27 @@ async def test_a_poison_job_in_a_batch_of_events_fails_only_its_own_message(
     (dead,) = dead_letters.published
     assert dead.body == batch[1].body
     assert "DataError" in dead.headers["x-segue-reason"]
+
+
+async def test_batches_handled_at_once_keep_the_order_of_one_job_s_commands(
+    shell: Shell,
+) -> None:
+    # The cancel's batch is slow to write; a retry sent after it, in a batch handled
+    # meanwhile, must wait for it (and so is judged on the cancelled job, not on the
+    # running one), while a batch about another job goes on at once.
+    await shell.command(submit(JOB_A))
+    release = asyncio.Event()
+    shell.store.before_next_write(release.wait)
+    cancel = asyncio.create_task(shell.commands(message(CancelJob(job_id=JOB_A, reason="stop"))))
+    await asyncio.sleep(0)  # the cancel's batch is taken first
+    retry = asyncio.create_task(
+        shell.commands(message(RetryJob(job_id=JOB_A), REPLY_QUEUE, "corr-r"))
+    )
+    other = await asyncio.wait_for(shell.commands(submit(JOB_B)), 1)
+    assert other == [acked("job_submitted")]
+    assert not retry.done()
+    release.set()
+    assert (await cancel)[0].verdict is Verdict.ACK
+    (refused,) = await retry
+    assert refused.event == "retry_refused"
+    assert refused.reason.endswith("job is cancelled")
