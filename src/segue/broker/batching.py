@@ -16,6 +16,7 @@ from datetime import datetime
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
+from segue.broker.acks import BatchAcks
 from segue.broker.boundary import BatchHandler, ConsumeBoundary, Outcome, Verdict
 from segue.logs import library_logger
 
@@ -34,6 +35,7 @@ class BatchConsumer:
         handler: BatchHandler,
         max_batch: int,
         workers: int = 2,
+        acks: BatchAcks | None = None,
     ) -> None:
         if max_batch < 1 or workers < 1:
             raise ValueError("max_batch and workers must be at least 1")
@@ -42,6 +44,7 @@ class BatchConsumer:
         self._handler = handler
         self._max_batch = max_batch
         self._workers = workers
+        self._acks = acks
         self._delivered: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._busy = 0
         self._idle = asyncio.Event()
@@ -110,6 +113,8 @@ class BatchConsumer:
 
     async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
         self._held[id(message)] = message.timestamp
+        if self._acks is not None:
+            self._acks.track(message)
         self._delivered.put_nowait(message)
 
     async def _loop(self) -> None:
@@ -121,7 +126,9 @@ class BatchConsumer:
             self._idle.clear()
             outcomes: list[Outcome] = []
             try:
-                outcomes = await self._boundary.settle_batch(self.name, batch, self._handler)
+                outcomes = await self._boundary.settle_batch(
+                    self.name, batch, self._handler, self._acks
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # e.g. an ack on a channel the broker closed
@@ -129,6 +136,8 @@ class BatchConsumer:
                 self._log.warning("batch_settle_failed", messages=len(batch), error=repr(exc))
                 outcomes = [Outcome(Verdict.REQUEUE, repr(exc))] * len(batch)
             finally:
+                if self._acks is not None:
+                    self._acks.forget(batch)
                 returned_at = time.monotonic()
                 for message, outcome in zip(batch, outcomes, strict=False):
                     stamp = self._held.pop(id(message), None)

@@ -15,6 +15,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from segue.broker.acks import BatchAcks
 from segue.broker.publisher import Outgoing, Publisher, PublishError
 from segue.errors import describe
 from segue.logs import library_logger
@@ -125,7 +126,11 @@ class ConsumeBoundary:
                 self._observer(queue_name, outcome, time.monotonic() - started)
 
     async def settle_batch(
-        self, queue_name: str, messages: Sequence[AbstractIncomingMessage], handler: BatchHandler
+        self,
+        queue_name: str,
+        messages: Sequence[AbstractIncomingMessage],
+        handler: BatchHandler,
+        acks: BatchAcks | None = None,
     ) -> list[Outcome]:
         """Handle messages together and ack, dead-letter or requeue each; returns
         what became of each, in order.
@@ -133,6 +138,9 @@ class ConsumeBoundary:
         If the batch fails as a whole for a reason that is not transient, each
         message is handled again alone, so one bad message fails no neighbour.
         Logs one summary line per batch (and one per dead-lettered message).
+        With ``acks`` (which tracks every delivery of the channel), the
+        acknowledged messages are acknowledged together, after the others are
+        settled, in as few frames as it can (see :mod:`segue.broker.acks`).
         """
         started = time.monotonic()
         with structlog.contextvars.bound_contextvars(queue=queue_name):
@@ -147,20 +155,28 @@ class ConsumeBoundary:
                     )
                     alone: list[Outcome] = []
                     for message in messages:
-                        alone.extend(await self.settle_batch(queue_name, [message], handler))
+                        alone.extend(await self.settle_batch(queue_name, [message], handler, acks))
                     return alone
                 with structlog.contextvars.bound_contextvars(messages=len(messages)):
                     outcome = await self._on_error(exc)
                 outcomes = [outcome] * len(messages)
             seconds = time.monotonic() - started
+            acked: list[AbstractIncomingMessage] = []
             for message, outcome in zip(messages, outcomes, strict=True):
                 if outcome.verdict is Verdict.DEAD_LETTER:
                     self._log.warning(
                         outcome.event, reason=outcome.reason, message_id=message.message_id
                     )
-                await self._apply(queue_name, message, outcome)
+                if acks is not None and outcome.verdict is Verdict.ACK:
+                    acked.append(message)
+                else:
+                    await self._apply(queue_name, message, outcome)
+                    if acks is not None:
+                        acks.forget([message])
                 if self._observer is not None:
                     self._observer(queue_name, outcome, seconds)
+            if acks is not None:
+                await acks.ack(acked)
             verdicts = Counter(outcome.verdict.value for outcome in outcomes)
             self._log.info(
                 "batch_handled", messages=len(messages), ms=round(seconds * 1000, 2), **verdicts

@@ -15,9 +15,11 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
 
+from segue.broker.acks import BatchAcks
 from segue.broker.batching import BatchConsumer
 from segue.broker.boundary import ConsumeBoundary
 from segue.broker.connection import connect
+from segue.broker.depths import QueueDepths
 from segue.broker.publisher import ConfirmedPublisher
 from segue.broker.topology import declare_orchestrator_topology, declare_queue
 from segue.errors import ConfigurationError
@@ -33,10 +35,13 @@ from segue.service.lag import Backlog, EventsHorizon
 from segue.service.metrics import Metrics
 from segue.service.relay import OutboxRelay
 from segue.service.retention import Retention, run_retention
+from segue.service.sampler import Sampler
+from segue.service.scheduler import Scheduler
 from segue.service.sweeper import run_sweeper
 from segue.settings import Settings
 from segue.store.migrate import upgrade_database
 from segue.store.repository import Store
+from segue.store.stats import Stats
 from segue.workflows.loader import load_workflows
 
 DRAIN_TIMEOUT_S = 30.0
@@ -64,6 +69,7 @@ class Parts:
     events_backlog: EventsBacklog
     omotes: OmotesGateway | None = None
     celery_bridge: CeleryBridge | None = None
+    scheduler: Scheduler | None = None
 
 
 class EventsBacklog:
@@ -109,6 +115,8 @@ async def run_service(
     async with _assembled(settings, names, clock) as parts:
         if reload is not None:
             parts.background.append(_spawn(_reload_on(reload, settings, names, parts), "reload"))
+        # The two consumers share their channel, so they share its acknowledgements.
+        acks = BatchAcks()
         consumers = [
             # Batches of commands overlap, but those that share a job take turns in
             # the order they arrived (see segue.service.turns).
@@ -117,12 +125,14 @@ async def run_service(
                 parts.boundary,
                 parts.handlers.on_commands,
                 parts.max_batch,
+                acks=acks,
             ),
             BatchConsumer(
                 parts.queues[names.events_queue],
                 parts.boundary,
                 parts.handlers.on_events,
                 parts.max_batch,
+                acks=acks,
             ),
         ]
         parts.events_backlog.consumer = consumers[1]
@@ -189,6 +199,7 @@ async def _assembled(
             is_transient,
             horizon=horizon,
             on_timer_failed=metrics.timer_failures.inc,
+            on_written=metrics.operator.observe_writes,
         )
         handlers = Handlers(
             applier,
@@ -207,6 +218,15 @@ async def _assembled(
         http.start()
         stack.callback(http.stop)
         retention = _retention(settings, store, metrics, clock)
+        scheduler = Scheduler(store, applier, catalog, clock, on_fired=metrics.operator.fired)
+        sampler = Sampler(
+            Stats(store),
+            QueueDepths(connection),
+            metrics.operator,
+            names,
+            lambda: scheduler.catalog.queues(),
+            clock,
+        )
         background = [
             _spawn(relay.run(), "outbox-relay"),
             _spawn(
@@ -218,6 +238,8 @@ async def _assembled(
                 "sweeper",
             ),
             _spawn(run_retention(retention, settings.retention_interval_s), "retention"),
+            _spawn(scheduler.run(settings.schedule_interval_s), "scheduler"),
+            _spawn(sampler.run(settings.metrics_interval_s), "metrics-sampler"),
             _spawn(monitor.run(), "health-monitor"),
         ]
         stack.push_async_callback(_cancel_all, background)
@@ -247,6 +269,7 @@ async def _assembled(
             events_backlog,
             omotes,
             celery_bridge,
+            scheduler,
         )
 
 
@@ -264,11 +287,23 @@ async def _reload_on(reload: asyncio.Event, settings: Settings, names: Names, pa
         for queue in sorted(catalog.queues()):
             await declare_queue(parts.channel, task_queue(names, queue))
         parts.handlers.use_catalog(catalog)
+        if parts.scheduler is not None:
+            parts.scheduler.use_catalog(catalog)
+            await _store_schedules(parts.scheduler)
         if parts.omotes is not None:
             parts.omotes.use_catalog(catalog)
         if parts.celery_bridge is not None:
             await parts.celery_bridge.use_catalog(catalog)
         log.info("workflows_reloaded", workflows=list(catalog.names))
+
+
+async def _store_schedules(scheduler: Scheduler) -> None:
+    """Store the reloaded file's schedules (a database hiccup is logged, not fatal)."""
+    try:
+        await scheduler.store_file_schedules()
+    except Exception as exc:
+        log = structlog.get_logger("segue.service")
+        log.warning("schedules_store_failed", error=str(exc))
 
 
 def _retention(
