@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -138,3 +139,38 @@ def test_every_delivery_is_acked_once_and_only_by_its_own_batch(
         assert acks.unsettled(channel) == 0
 
     asyncio.run(run())
+
+
+class Closable:
+    """A delivery as aio-pika's: once its channel closed, naming the channel raises."""
+
+    def __init__(self, channel: Channel, tag: int) -> None:
+        self._channel = channel
+        self.delivery_tag = tag
+        self.closed = False
+
+    @property
+    def channel(self) -> Channel:
+        if self.closed:
+            raise RuntimeError("ChannelInvalidStateError: channel closed")
+        return self._channel
+
+    async def ack(self, multiple: bool = False) -> None:
+        if self.closed:
+            raise RuntimeError("ChannelInvalidStateError: channel closed")
+        self._channel.ack(self.delivery_tag, multiple)
+
+
+async def test_deliveries_of_a_channel_that_closed_are_settled_without_a_new_error() -> None:
+    acks, channel = BatchAcks(), Channel()
+    deliveries = [Closable(channel, tag) for tag in (1, 2, 3)]
+    for delivery in deliveries:
+        acks.track(cast(AbstractIncomingMessage, delivery))
+    for delivery in deliveries:
+        delivery.closed = True  # a broker restart, while the batch was handled
+    forgotten = [cast(AbstractIncomingMessage, delivery) for delivery in deliveries[:1]]
+    acks.forget(forgotten)  # never raises: the batch loop calls it in ``finally``
+    assert acks.unsettled(channel) == 2
+    with pytest.raises(RuntimeError):  # as acking one by one would: the batch is requeued
+        await acks.ack([cast(AbstractIncomingMessage, d) for d in deliveries[1:]])
+    assert acks.unsettled(channel) == 0

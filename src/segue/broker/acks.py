@@ -18,16 +18,21 @@ channels nobody tracks) are acknowledged one by one too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
 
 class BatchAcks:
-    """The unsettled deliveries of the consumer channels, and acks that respect them."""
+    """The unsettled deliveries of the consumer channels, and acks that respect them.
+
+    A delivery's channel is noted when it arrives: aio-pika refuses to name
+    the channel of a message once that channel has closed, and forgetting a
+    delivery must work then too (a broker restart closes it under a batch).
+    """
 
     def __init__(self) -> None:
-        self._unsettled: dict[Any, set[int]] = {}
+        self._unsettled: dict[object, set[int]] = {}
+        self._tracked: dict[int, tuple[object, int]] = {}
 
     def unsettled(self, channel: object) -> int:
         """How many deliveries of ``channel`` are tracked and not settled."""
@@ -35,41 +40,60 @@ class BatchAcks:
 
     def track(self, message: AbstractIncomingMessage) -> None:
         """``message`` was delivered and will be settled later."""
-        if message.delivery_tag is not None:
-            self._unsettled.setdefault(message.channel, set()).add(message.delivery_tag)
+        tag = message.delivery_tag
+        if tag is None:
+            return
+        try:
+            channel = message.channel
+        except Exception:  # closed already: its deliveries cannot be acknowledged anyway
+            return
+        self._tracked[id(message)] = (channel, tag)
+        self._unsettled.setdefault(channel, set()).add(tag)
 
     def forget(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         """``messages`` were settled (or never will be, on this channel)."""
         for message in messages:
-            tags = self._unsettled.get(message.channel)
-            if tags is None or message.delivery_tag is None:
+            tracked = self._tracked.pop(id(message), None)
+            if tracked is None:
                 continue
-            tags.discard(message.delivery_tag)
+            channel, tag = tracked
+            tags = self._unsettled[channel]
+            tags.discard(tag)
             if not tags:
-                del self._unsettled[message.channel]
+                del self._unsettled[channel]
 
     async def ack(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         """Acknowledge ``messages``, with one frame per channel where it is safe."""
-        by_channel: dict[Any, list[AbstractIncomingMessage]] = {}
+        by_channel: dict[object, list[tuple[AbstractIncomingMessage, int]]] = {}
+        single: list[AbstractIncomingMessage] = []
         for message in messages:
-            by_channel.setdefault(message.channel, []).append(message)
+            tracked = self._tracked.get(id(message))
+            if tracked is None:
+                single.append(message)
+            else:
+                by_channel.setdefault(tracked[0], []).append((message, tracked[1]))
+        together: list[AbstractIncomingMessage] = []
         for channel, batch in by_channel.items():
-            await self._ack_on(channel, batch)
-
-    async def _ack_on(self, channel: object, batch: list[AbstractIncomingMessage]) -> None:
-        tracked = self._unsettled.get(channel, set())
-        tagged = [m for m in batch if m.delivery_tag is not None and m.delivery_tag in tracked]
-        mine = {m.delivery_tag for m in tagged}
-        others = [tag for tag in tracked if tag not in mine]
-        floor = min(others, default=None)
-        below = [m for m in tagged if floor is None or (m.delivery_tag or 0) < floor]
-        below_ids = {id(m) for m in below}
-        single = [m for m in batch if id(m) not in below_ids]
-        self.forget(batch)
-        if len(below) > 1:
-            highest = max(below, key=lambda m: m.delivery_tag or 0)
+            below, above = self._split(channel, batch)
+            if len(below) > 1:
+                together.append(below[-1])  # up to and including it: all of ``below``
+            else:
+                single.extend(below)
+            single.extend(above)
+        self.forget(messages)
+        for highest in together:
             await highest.ack(multiple=True)
-        elif below:
-            single.extend(below)
         for message in single:
             await message.ack()
+
+    def _split(
+        self, channel: object, batch: list[tuple[AbstractIncomingMessage, int]]
+    ) -> tuple[list[AbstractIncomingMessage], list[AbstractIncomingMessage]]:
+        """The batch's deliveries below every other unsettled one of ``channel`` (highest
+        tag last, the one to acknowledge with ``multiple``), and the others."""
+        mine = {tag for _, tag in batch}
+        floor = min((tag for tag in self._unsettled[channel] if tag not in mine), default=None)
+        ordered = sorted(batch, key=lambda item: item[1])
+        below = [message for message, tag in ordered if floor is None or tag < floor]
+        above = [message for message, tag in ordered if floor is not None and tag > floor]
+        return below, above
