@@ -2,6 +2,21 @@
 # Create .venv (if needed) and install Segue with its development tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The web page tests (integration_test/web) drive Debian's headless Chromium
+# through its chromedriver; they fail, never skip, without them. Installed here
+# when missing (needs root, as in CI; elsewhere install them yourself).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium and chromium-driver"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      chromium chromium-driver fonts-dejavu-core >/dev/null
+  else
+    echo "warning: chromium/chromedriver missing; integration_test/web will fail:" \
+      "apt-get install -y chromium chromium-driver" >&2
+  fi
+fi
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

@@ -24,7 +24,8 @@ from segue.broker.publisher import PublishError
 from segue.engine.effects import Record
 from segue.engine.state import Job
 from segue.protocol.envelope import Outgoing
-from segue.protocol.messages import HistoryEntry, JobView, WorkerEvent
+from segue.protocol.messages import HistoryEntry, JobView, QueueEstimate, WorkerEvent
+from segue.store.mapping import attempt_view
 from segue.store.repository import (
     ConcurrentInsertError,
     JobWrite,
@@ -178,6 +179,10 @@ class FakeJobStore:
         self.next_write_hook: Callable[[], Awaitable[object]] | None = None
         self.next_outbox_id = 1
         self.pending_cancels: dict[UUID, PendingCancel] = {}
+        self.estimates: dict[UUID, QueueEstimate] = {}
+        """What ``queue_estimate`` answers, by job."""
+        self.estimated: list[UUID] = []
+        """The job ids of every ``queue_estimate`` call."""
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -219,6 +224,10 @@ class FakeJobStore:
         history = self.history_entries(job_id) if include_history else []
         return job_view(locked.job, history)
 
+    async def queue_estimate(self, job_id: UUID, now: datetime) -> QueueEstimate | None:
+        self.estimated.append(job_id)
+        return self.estimates.get(job_id)
+
     # -- inspection -----------------------------------------------------------------------
 
     def job(self, job_id: UUID) -> Job:
@@ -251,7 +260,7 @@ class FakeJobStore:
 
 
 def job_view(job: Job, history: Sequence[HistoryEntry] = ()) -> JobView:
-    """A job as users see it (without attempts)."""
+    """A job as users see it."""
     return JobView(
         job_id=job.job_id,
         workflow=job.workflow.name,
@@ -269,6 +278,7 @@ def job_view(job: Job, history: Sequence[HistoryEntry] = ()) -> JobView:
         created_at=job.created_at,
         updated_at=job.updated_at,
         finished_at=job.finished_at,
+        attempts=[attempt_view(attempt) for attempt in job.attempts],
         history=list(history),
     )
 

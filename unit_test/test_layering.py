@@ -51,6 +51,8 @@ SHELL_PACKAGES = frozenset(
         "segue.settings",
         "segue.logs",
         "segue.demo",
+        "segue.web",
+        "segue.cli_listing",
     }
 )
 CLOCK_READS = frozenset({"now", "utcnow", "today", "uuid1", "uuid4"})

@@ -24,13 +24,17 @@ Fixtures:
   of another.
 - ``omotes_client`` (function): ``await omotes_client(plan)`` runs
   ``omotes_client_driver.py`` with a plan (see that file) and returns the JSON
-  lines it printed; the broker settings are filled in.
+  lines it printed; the broker settings are filled in. Afterwards the per-job
+  queues (``jobs.<uuid>.progress|status|result``) of every job its clients
+  submitted are deleted: the SDK leaves some behind (a job not waited for, a
+  disconnect, a submission it refused after declaring them), and hundreds of
+  them slow RabbitMQ down.
 - :func:`segue_worker`: a Segue SDK worker for the test's namespace while a
   block runs (a stand-in for OMOTES Celery workers when testing the client side).
 
 Worker side (OMOTES Celery workers behind Segue's Celery bridge):
 
-- ``celery_names`` (function): task types (``<namespace>_success|error|crash|sleep``)
+- ``celery_names`` (function): task types (``<namespace>_success|error|crash|sleep|large``)
   and worker event queues of the test's own on vhost ``omotes_celery``; deleted
   afterwards.
 - ``omotes_worker`` (function): ``async with omotes_worker() as worker`` runs
@@ -49,11 +53,12 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -323,28 +328,56 @@ async def segue_worker(
 # --- the OMOTES client ------------------------------------------------------------------
 
 OmotesClient = Callable[..., Awaitable[list[dict[str, Any]]]]
+SUBMITTING = re.compile(
+    r"Submitting job ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
+"""What the SDK logs (``omotes_interface.py``, ``submit_job``) once it made a job's uuid,
+before it declares the job's queues."""
+JOB_QUEUE_KINDS = ("progress", "status", "result")
 
 
 @pytest.fixture
-def omotes_client(omotes_python: Path, omotes_amqp_url: str) -> OmotesClient:
-    """``await omotes_client(plan)``: the unmodified OMOTES client runs ``plan``."""
+def omotes_client(omotes_python: Path, omotes_amqp_url: str) -> Iterator[OmotesClient]:
+    """``await omotes_client(plan)``: the unmodified OMOTES client runs ``plan``; the
+    per-job queues of its jobs are deleted after the test."""
+    job_ids: set[str] = set()
 
     async def run(
         plan: dict[str, Any], timeout_s: float = CLIENT_TIMEOUT_S
     ) -> list[dict[str, Any]]:
         full = {"rabbitmq": rabbitmq_config(omotes_amqp_url), "client_id": uuid4().hex, **plan}
-        return await run_driver(omotes_python, CLIENT_DRIVER, full, timeout_s)
+        return await run_driver(omotes_python, CLIENT_DRIVER, full, timeout_s, job_ids)
 
-    return run
+    yield run
+    asyncio.run(delete_job_queues(omotes_amqp_url, job_ids))
+
+
+async def delete_job_queues(omotes_amqp_url: str, job_ids: Iterable[str]) -> None:
+    """Delete the OMOTES per-job queues of ``job_ids`` (those that exist)."""
+    connection = await aio_pika.connect(omotes_amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for job_id in sorted(job_ids):
+            for kind in JOB_QUEUE_KINDS:
+                try:
+                    await channel.queue_delete(f"jobs.{job_id}.{kind}")
+                except Exception:  # the channel is closed on an error: take a new one
+                    channel = await connection.channel()
 
 
 async def run_driver(
-    python: Path, driver: Path, plan: dict[str, Any], timeout_s: float
+    python: Path,
+    driver: Path,
+    plan: dict[str, Any],
+    timeout_s: float,
+    job_ids: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``driver`` with ``plan`` in the OMOTES venv; the JSON lines it printed.
 
-    Fails the test, with the driver's stderr, when it does not finish in time or
-    prints something that is not JSON.
+    Adds to ``job_ids`` every job the client made (as the SDK logged it, or as the
+    driver named it), also when the test then fails. Fails the test, with the
+    driver's stderr, when it does not finish in time or prints something that
+    is not JSON.
     """
     process = await asyncio.create_subprocess_exec(
         str(python),
@@ -354,22 +387,28 @@ async def run_driver(
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    timed_out = False
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
     except TimeoutError:
+        timed_out = True
         process.kill()
         stdout, stderr = await process.communicate()
-        pytest.fail(
-            f"{driver.name} did not finish in {timeout_s} s; stdout:\n{stdout.decode()[-3000:]}"
-            f"\nstderr:\n{stderr.decode()[-3000:]}",
-            pytrace=False,
-        )
     lines = []
     for line in stdout.decode().splitlines():
         try:
             lines.append(json.loads(line))
         except ValueError:
             print(line, file=sys.stderr)  # something the SDK printed: shown if the test fails
+    if job_ids is not None:
+        job_ids.update(SUBMITTING.findall(stdout.decode() + stderr.decode()))
+        job_ids.update(str(line["job_id"]) for line in lines if line.get("job_id"))
+    if timed_out:
+        pytest.fail(
+            f"{driver.name} did not finish in {timeout_s} s; stdout:\n{stdout.decode()[-3000:]}"
+            f"\nstderr:\n{stderr.decode()[-3000:]}",
+            pytrace=False,
+        )
     if not lines or lines[-1].get("event") != "done":
         pytest.fail(
             f"{driver.name} ended without 'done' (exit {process.returncode}); "
@@ -383,7 +422,7 @@ async def run_driver(
 
 OMOTES_TEST_WORKER = Path(__file__).resolve().parent / "omotes_test_worker.py"
 WORKER_READY_S = 60.0
-CELERY_KINDS = ("success", "error", "crash", "sleep")
+CELERY_KINDS = ("success", "error", "crash", "sleep", "large")
 """What the test worker's task types do (see omotes_test_worker.py)."""
 
 

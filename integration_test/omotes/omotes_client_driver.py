@@ -13,10 +13,11 @@ Usage: ``python omotes_client_driver.py '<plan as JSON>'``. The plan::
       "client_id": "test-client-1",
       "jobs": [{"workflow": "name", "params": {...}, "esdl": "<esdl/>",
                 "timeout_s": 2.5, "priority": "HIGH", "reference": "ref",
-                "delete_on": "RUNNING" | "progress" | null}],
+                "delete_on": "RUNNING" | "progress" | "result" | null}],
       "reconnect": [{"job_id": "<uuid>", "workflow": "name"}],
       "wait": true,          # wait for every result (false: submit and stop)
-      "wait_s": 60
+      "wait_s": 60,
+      "esdl_digest_only": false  # results show only the output ESDL's sha256 and size
     }
 
 Parameter values: JSON values as they are, except ``{"$datetime": "<ISO 8601>"}``
@@ -25,12 +26,16 @@ SDK turns into what it sends on the wire.
 
 Prints one JSON object per line on stdout: ``workflows`` (as the client
 parsed ``AvailableWorkflows``), ``submitted``, ``status``, ``progress``,
-``result``, ``reconnected``, ``error`` and finally ``done`` (with
-``complete``: every result arrived in time).
+``result`` (``output_esdl``, and its ``output_esdl_sha256`` and
+``output_esdl_bytes`` of UTF-8), ``deleted``, ``reconnected``, ``error`` and
+finally ``done`` (with ``complete``: every result arrived in time). A job to
+delete on ``result`` is deleted (``delete_job``) before its result counts as
+arrived.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -131,11 +136,15 @@ class Driver:
         self.all_done = threading.Event()
 
     def on_result(self, job: Job, result: JobResult) -> None:
+        output_esdl = result.output_esdl if result.HasField("output_esdl") else None
+        data = None if output_esdl is None else output_esdl.encode()
         emit(
             "result",
             job_id=str(job.id),
             result_type=JobResult.ResultType.Name(result.result_type),
-            output_esdl=result.output_esdl if result.HasField("output_esdl") else None,
+            output_esdl=None if self.plan.get("esdl_digest_only") else output_esdl,
+            output_esdl_sha256=None if data is None else hashlib.sha256(data).hexdigest(),
+            output_esdl_bytes=None if data is None else len(data),
             logs=result.logs,
             esdl_messages=[
                 {
@@ -146,6 +155,7 @@ class Driver:
                 for m in result.esdl_messages
             ],
         )
+        self._maybe_delete(job, "result")
         with self.lock:
             self.results.add(str(job.id))
             if self.expected <= self.results:

@@ -24,17 +24,25 @@ Configuration, all from the environment, as OMOTES workers take it:
     (``os._exit``): Celery's pool loses it, and with the SDK's settings (acks
     late, reject on worker lost) the task goes back to its queue;
   - ``sleep``: progress 0.1, sleeps ``params["seconds"]`` (default 100), then
-    returns the input ESDL.
+    returns the input ESDL;
+  - ``large``: returns the input ESDL (parsed and written again with pyESDL, as
+    the SDK writes the ESDL it sends) with a description of about
+    ``params["megabytes"]`` MB (default 4) of text with non-ASCII characters,
+    and prints ``output ESDL sha256=<hex> bytes=<n>`` of it (captured into the
+    result's logs). Submitted with job reference ``""`` the SDK's renaming keeps
+    the input's name, so what the SDK sends is exactly that ESDL.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+from esdl.esdl_handler import EnergySystemHandler
 from omotes_sdk.internal.orchestrator_worker_events.esdl_messages import (
     EsdlMessage,
     MessageSeverity,
@@ -81,7 +89,21 @@ def sleep(
     return input_esdl, []
 
 
-BEHAVIOURS = {"success": success, "error": error, "crash": crash, "sleep": sleep}
+def large(
+    input_esdl: str, params: dict[str, Any], update_progress: Callable[[float, str], None]
+) -> tuple[str | None, list[EsdlMessage]]:
+    handler = EnergySystemHandler()
+    handler.load_from_string(input_esdl)
+    piece = "asset-{} Zürich ∆ <&> "
+    count = int(float(params.get("megabytes", 4.0)) * 1_000_000 / len(piece.format(0).encode()))
+    handler.energy_system.description = "".join(piece.format(i) for i in range(count))
+    output_esdl: str = handler.to_string()
+    data = output_esdl.encode()
+    print(f"output ESDL sha256={hashlib.sha256(data).hexdigest()} bytes={len(data)}", flush=True)
+    return output_esdl, [EsdlMessage("a large result", MessageSeverity.INFO)]
+
+
+BEHAVIOURS = {"success": success, "error": error, "crash": crash, "sleep": sleep, "large": large}
 
 
 def run_task(

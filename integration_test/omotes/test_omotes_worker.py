@@ -59,6 +59,7 @@ def legacy_workflows(celery: CeleryNames) -> list[dict[str, Any]]:
         workflow("error"),
         workflow("crash"),
         workflow("sleep", {"parameter_type": "float", "key_name": "seconds", "default": 100.0}),
+        workflow("large", {"parameter_type": "float", "key_name": "megabytes", "default": 4.0}),
     ]
 
 
@@ -76,6 +77,16 @@ async def omotes_task_rows(sql_engine: AsyncEngine) -> int:
     async with sql_engine.connect() as connection:
         rows = await connection.execute(text("SELECT count(*) FROM omotes_tasks"))
         return int(rows.scalar_one())
+
+
+async def stored_output_esdl(sql_engine: AsyncEngine, job_id: UUID, attempt_id: UUID) -> bytes:
+    """The output ESDL the Celery bridge stored for the attempt (fails if there is none)."""
+    async with sql_engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT esdl FROM omotes_outputs WHERE job_id = :job AND attempt_id = :attempt"),
+            {"job": job_id, "attempt": attempt_id},
+        )
+        return bytes(rows.scalar_one())
 
 
 async def wait_for_job(
@@ -137,8 +148,11 @@ async def test_an_omotes_worker_runs_a_job_to_success(
 
     assert result.status is JobStatus.SUCCEEDED, result.error
     output = result.output or {}
+    # The output ESDL is stored apart; the step output refers to it.
+    output_esdl = await stored_output_esdl(sql_engine, job_id, UUID(output["output_esdl_ref"]))
+    assert output["output_esdl_bytes"] == len(output_esdl)
     # The SDK names the output after the input and the job reference: it got both.
-    assert 'name="segue_test_ref1"' in output["output_esdl"]
+    assert 'name="segue_test_ref1"' in output_esdl.decode()
     assert "the test worker computed a result" in output["logs"]
     [message] = output["esdl_messages"]
     assert (message["severity"], message["esdl_object_id"]) == ("INFO", None)
@@ -157,6 +171,7 @@ async def test_an_omotes_worker_runs_a_job_to_success(
     assert view is not None
     [attempt] = view.attempts
     assert attempt.status is AttemptStatus.SUCCEEDED
+    assert output["output_esdl_ref"] == str(attempt.attempt_id)
     assert attempt.worker_id == f"celery:{attempt.attempt_id}:1"
     progress = [entry.data for entry in view.history if entry.type == "step_progress"]
     assert {(p["fraction"], p["message"]) for p in progress} >= {

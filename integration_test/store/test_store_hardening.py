@@ -65,7 +65,7 @@ async def test_a_pending_cancel_is_kept_once_per_job(store: Store) -> None:
 async def test_secret_owner_update_seq_and_progress_records_are_stored(store: Store) -> None:
     job = make_job(secret="s" * 32, owner="alice", update_seq=7)
     job = dataclasses.replace(
-        job, attempts=(make_attempt(job.job_id, 1, progress=0.5, progress_records=42),)
+        job, attempts=(make_attempt(job.job_id, 1, progress=0.5, progress_reports=42),)
     )
     await insert(store, job)
 
@@ -74,7 +74,7 @@ async def test_secret_owner_update_seq_and_progress_records_are_stored(store: St
     view = await store.job_view(job.job_id)
 
     assert (locked.job.secret, locked.job.owner, locked.job.update_seq) == ("s" * 32, "alice", 7)
-    assert locked.job.attempts[0].progress_records == 42
+    assert locked.job.attempts[0].progress_reports == 42
     assert view is not None
     assert view.owner == "alice"
     assert "secret" not in view.model_dump()

@@ -148,3 +148,23 @@ async def test_pending_cancels_are_purged_oldest_past_the_cutoff_only(
 
     assert (first, second) == (2, 1)
     assert await ids(sql_engine, "SELECT job_id FROM pending_cancels") == {recent}
+
+
+async def test_quarantined_outbox_rows_past_the_age_go_and_the_rest_stays(
+    store: Store, sql_engine: AsyncEngine
+) -> None:
+    for quarantined_at in (OLD, OLD, RECENT, None):
+        await execute(
+            sql_engine,
+            "INSERT INTO outbox (exchange, routing_key, body, message_id, quarantined_at)"
+            " VALUES ('x', 'k', '\\x00', 'm', :quarantined_at)",
+            quarantined_at=quarantined_at,
+        )
+    outbox = Tally()
+    retention = Retention(store, KEEP, lambda: NOW, count_outbox=outbox, batch=1, pause_s=0)
+
+    await retention.prune()
+
+    assert outbox.amounts == [1, 1], "one batch per row, as asked"
+    remaining = await count(sql_engine, "SELECT count(*) FROM outbox")
+    assert remaining == 2, "recent quarantined rows and rows waiting to be published stay"

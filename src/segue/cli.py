@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -18,6 +19,7 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
+from segue.cli_schedules import schedules_app
 from segue.errors import SegueError
 from segue.logs import configure_logging
 from segue.settings import Settings, load_settings
@@ -42,6 +44,7 @@ app.add_typer(workflows_app, name="workflows")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(protocol_app, name="protocol")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(schedules_app, name="schedules")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -275,12 +278,64 @@ def submit(
     raise typer.Exit(code)
 
 
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="queued, running, succeeded, failed, cancelled or timed_out (repeatable)"
+        ),
+    ] = None,
+    workflow: Annotated[str | None, typer.Option(help="Workflow name")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Created at or after: ISO 8601 or ago (30m, 2h, 3d)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Created before: ISO 8601 or ago (30m, 2h, 3d)")
+    ] = None,
+    step: Annotated[str | None, typer.Option(help="Current step (or the step it ended in)")] = None,
+    error: Annotated[
+        str | None, typer.Option(help="Text in the job's error (kind: message), any case")
+    ] = None,
+    owner: Annotated[str | None, typer.Option(help="The RabbitMQ user that submitted it")] = None,
+    after: Annotated[
+        str | None, typer.Option(help="Continue after the page that printed this cursor")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Jobs per page (at most 1000)")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List jobs newest first, a page at a time, straight from the database."""
+    from segue.cli_listing import page_json, print_page
+    from segue.store.list_filters import FilterError, FilterText, parse_filter
+    from segue.store.listing import JobFilter, JobPage
+    from segue.store.repository import Store
+
+    typed = FilterText(status or (), workflow, since, until, step, error, owner, after, limit)
+    try:
+        job_filter = parse_filter(typed, datetime.now(UTC))
+    except FilterError as exc:
+        raise typer.BadParameter(exc.reason, param_hint=f"'--{exc.field}'") from exc
+
+    async def page(chosen: JobFilter) -> JobPage:
+        store = await Store.connect(_settings().database_url, pool_size=1)
+        try:
+            return await store.jobs_page(chosen)
+        finally:
+            await store.close()
+
+    listed = _run(page(job_filter))
+    if as_json:
+        print(json.dumps(page_json(listed), indent=2))
+    else:
+        print_page(Console(), listed)
+
+
 @jobs_app.command("show")
 def jobs_show(job_id: UUID, as_json: JsonFlag = False) -> None:
     """Show a job's state, attempts and history."""
     from segue.cli_views import print_job
 
-    view = _run(_with_client(lambda client: client.get(job_id)))
+    view = _run(_with_client(lambda client: client.get(job_id, include_queue=True)))
     if view is None:
         _fail(f"no job {job_id}")
     if as_json:

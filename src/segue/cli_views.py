@@ -5,6 +5,7 @@ parsing of ``-p key=value`` parameters.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -14,6 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from segue.cli_progress import describe_queue, progress_chart
+from segue.cli_queue import QueueWatch
 from segue.client import JobHandle, JobRejectedError, SegueClient
 from segue.protocol.messages import (
     Command,
@@ -23,6 +26,7 @@ from segue.protocol.messages import (
     JobStatus,
     JobStatusChanged,
     JobView,
+    QueueEstimate,
     Reply,
     StepTask,
     Update,
@@ -95,6 +99,8 @@ def print_job(console: Console, view: JobView) -> None:
         )
     if view.outputs:
         console.print(f"outputs {json.dumps(view.outputs)}", highlight=False)
+    if view.queue is not None:
+        console.print(describe_queue(view.queue), highlight=False)
     attempts = Table(title="attempts")
     columns = ("run", "step", "item", "iter", "#", "status", "worker")
     for column in (*columns, "started", "finished", "progress", "error"):
@@ -114,6 +120,9 @@ def print_job(console: Console, view: JobView) -> None:
             f"{attempt.error.kind}: {attempt.error.message}" if attempt.error else "",
         )
     console.print(attempts)
+    chart = progress_chart(view, datetime.now(UTC))
+    if chart is not None:
+        console.print(chart)
     history = Table(title="history")
     for column in ("seq", "at", "event", "data"):
         history.add_column(column)
@@ -166,20 +175,31 @@ async def _follow(console: Console, job: JobHandle) -> JobFinished:
     )
     with Progress(*columns, console=console, transient=False) as progress:
         bars: dict[str, TaskID] = {}
-        async for update in job.updates():
-            if isinstance(update, JobStatusChanged) and update.step and update.step not in bars:
-                bars[update.step] = progress.add_task(update.step, total=1.0, message="")
-            elif isinstance(update, JobProgressed):
-                if update.step not in bars:
-                    bars[update.step] = progress.add_task(update.step, total=1.0, message="")
-                progress.update(
-                    bars[update.step], completed=update.fraction, message=update.message
-                )
-            elif isinstance(update, JobFinished):
-                for bar in bars.values():
-                    if update.status is JobStatus.SUCCEEDED:
-                        progress.update(bar, completed=1.0)
-                return update
+
+        def bar(step: str) -> TaskID:
+            if step not in bars:
+                bars[step] = progress.add_task(step, total=1.0, message="")
+            return bars[step]
+
+        def show(place: QueueEstimate) -> None:
+            """While a step waits for a worker, its bar says where it stands in its queue."""
+            progress.update(bar(place.step), message=describe_queue(place))
+
+        async with QueueWatch(job, show) as watch:
+            async for update in job.updates():
+                if isinstance(update, JobStatusChanged) and update.step:
+                    bar(update.step)
+                    watch.step_entered()
+                elif isinstance(update, JobProgressed):
+                    watch.step_progressed()
+                    progress.update(
+                        bar(update.step), completed=update.fraction, message=update.message
+                    )
+                elif isinstance(update, JobFinished):
+                    for done in bars.values():
+                        if update.status is JobStatus.SUCCEEDED:
+                            progress.update(done, completed=1.0)
+                    return update
     return await job.result()
 
 

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(
         default=600.0, gt=0, description="how often old finished jobs are looked for"
     )
+    schedule_interval_s: float = Field(
+        default=5.0, gt=0, le=60, description="how often due schedules are looked for"
+    )
+    metrics_interval_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="how often the gauges that need a query (jobs by status, queues) are set",
+    )
     dead_letter_max_length: int = Field(
         default=DEFAULT_DEAD_LETTER_MAX_LENGTH,
         ge=0,
@@ -74,6 +82,10 @@ class Settings(BaseSettings):
     )
     http_host: str = Field(default="0.0.0.0", description="address of /healthz, /readyz, /metrics")  # noqa: S104
     http_port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
+    web_enabled: bool = Field(
+        default=False,
+        description="serve the read-only jobs web page (/jobs) on the HTTP port (docs/operator.md)",
+    )
     migrate_on_start: bool = Field(default=True, description="run `db upgrade` in `serve`")
     admins: str = Field(
         default="",

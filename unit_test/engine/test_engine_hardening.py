@@ -43,7 +43,8 @@ from segue.engine.events import (
     StepSucceeded,
     TimerFired,
 )
-from segue.engine.machine import MAX_PROGRESS_RECORDS, decide
+from segue.engine.machine import decide
+from segue.engine.progress import DENSE_PROGRESS_RECORDS
 from segue.engine.state import attempt_token, new_attempt_id, token_digest
 from segue.engine.timers import next_wakeup
 from segue.protocol import kinds
@@ -425,24 +426,26 @@ def test_a_horizon_after_now_is_judged_at_now() -> None:
 # --- 8. bounded progress history ------------------------------------------------------------
 
 
-def test_progress_history_is_bounded_per_attempt() -> None:
+def test_progress_history_thins_out_but_keeps_the_whole_run() -> None:
     run = Run.submitted(WATCHED)
     first = run.attempt_id
     run.apply(StepStarted(first, worker_id="w1"), 0)
-    extra = 5
-    for n in range(MAX_PROGRESS_RECORDS + extra):
+    reports = 4 * DENSE_PROGRESS_RECORDS + 3
+    for n in range(reports):
         run.apply(StepProgressed(first, n / 1000, f"step {n}", worker_id="w1"), 1)
     reported = run.decisions[2:]
     recorded = [r for d in reported for r in d.records if r.type == "step_progress"]
-    assert len(recorded) == MAX_PROGRESS_RECORDS
-    assert recorded[-1].data["message"] == f"step {MAX_PROGRESS_RECORDS - 1}"
-    assert all(types(d.effects) == ["NotifyProgress"] for d in reported), "still announced"
+    kept = [int(r.data["message"].split()[1]) for r in recorded]
+    dense = list(range(2 * DENSE_PROGRESS_RECORDS))
+    assert kept[: len(dense)] == dense, "the first reports are all kept"
+    assert kept[len(dense) :] == list(range(len(dense) + 1, 4 * DENSE_PROGRESS_RECORDS, 2))
+    assert all(types(d.effects) == ["NotifyProgress"] for d in reported), "all announced"
     attempt = current(run.job)
-    assert (attempt.progress, attempt.progress_message) == (0.104, "step 104")
-    assert attempt.progress_records == MAX_PROGRESS_RECORDS
+    assert (attempt.progress, attempt.progress_message) == (0.130, "step 130"), "the latest"
+    assert attempt.progress_reports == reports
     run.apply(StepFailed(first, BOOM, worker_id="w1"), 2)  # retried at once
     retried = run.apply(StepProgressed(run.attempt_id, 0.5, worker_id="w1"), 3)
-    assert "step_progress" in types(retried.records), "each attempt has its own budget"
+    assert "step_progress" in types(retried.records), "each attempt counts its own reports"
 
 
 # --- 9. an engine failure on a timer -----------------------------------------------------

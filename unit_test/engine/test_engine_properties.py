@@ -36,7 +36,8 @@ from segue.engine.events import (
     StepSucceeded,
     TimerFired,
 )
-from segue.engine.machine import MAX_PROGRESS_RECORDS, decide
+from segue.engine.machine import decide
+from segue.engine.progress import kept_through
 from segue.engine.state import Attempt, Job, attempt_token, new_attempt_id, token_digest
 from segue.engine.timers import find_step, next_wakeup
 from segue.protocol import kinds
@@ -270,7 +271,7 @@ def _check_invariants(job: Job) -> None:
         assert job.error is not None
     for index, attempt in enumerate(job.attempts):
         assert attempt.attempt_id == new_attempt_id(job.job_id, index + 1, job.secret)
-        assert 0 <= attempt.progress_records <= MAX_PROGRESS_RECORDS
+        assert attempt.progress_reports >= 0
         _check_attempt(attempt, job.workflow)
     _check_numbers(job)
 
@@ -423,9 +424,10 @@ def _check_timer(job: Job, event: TimerFired, decision: Decision, now: datetime)
 
 
 def _check_progress_history(job: Job, recorded: Counter[str]) -> None:
-    """Each attempt counts the progress records written for it, at most the bound."""
+    """Each attempt counts its progress reports; the history holds the ones the
+    thinning rule keeps (:mod:`segue.engine.progress`)."""
     for attempt in job.attempts:
-        assert attempt.progress_records == recorded[str(attempt.attempt_id)]
+        assert kept_through(attempt.progress_reports) == recorded[str(attempt.attempt_id)]
 
 
 @settings(max_examples=300, deadline=None)

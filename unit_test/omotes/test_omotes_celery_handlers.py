@@ -15,7 +15,7 @@ import pytest
 from segue.broker.boundary import Verdict
 from segue.omotes.celery_handlers import CeleryHandlers
 from segue.omotes.celery_wire import AmqpMessage
-from segue.omotes.store import OmotesInput
+from segue.omotes.store import OmotesInput, OmotesOutput, OutputJobGoneError
 from segue.omotes.wire.omotes_wire_pb2 import TaskProgressUpdate, TaskResult
 from segue.omotes.worker_translate import TaskRecord
 from segue.protocol.codec import encode
@@ -98,6 +98,21 @@ class FakeInputs:
         return self.inputs.get(job_id)
 
 
+class FakeOutputs:
+    """``omotes_outputs`` in memory; ``jobs``: the jobs that exist (None: every job)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[UUID, UUID], bytes] = {}
+        self.saves = 0
+        self.jobs: set[UUID] | None = None
+
+    async def save(self, output: OmotesOutput) -> None:
+        self.saves += 1
+        if self.jobs is not None and output.job_id not in self.jobs:
+            raise OutputJobGoneError(f"job {output.job_id} does not exist")
+        self.rows.setdefault((output.job_id, output.attempt_id), output.esdl)
+
+
 class FakeCelery:
     origin = "segue1@test"
 
@@ -144,10 +159,18 @@ class Bridge:
         self.ledger = FakeLedger()
         self.celery = FakeCelery()
         self.sink = FakeSink()
+        self.outputs = FakeOutputs()
         self.job_id, self.attempt_id = uuid4(), uuid4()
         inputs = FakeInputs(OmotesInput(self.job_id, "<esdl/>", "ref"))
         self.handlers = CeleryHandlers(
-            self.ledger, inputs, self.celery, self.sink, CATALOG, lambda: NOW, 1_000_000
+            self.ledger,
+            inputs,
+            self.outputs,
+            self.celery,
+            self.sink,
+            CATALOG,
+            lambda: NOW,
+            1_000_000,
         )
         self.task = StepTask(
             job_id=self.job_id,
@@ -280,10 +303,53 @@ async def test_progress_and_the_result_are_reported_then_the_task_forgotten() ->
     assert isinstance(progressed, StepProgressed)
     assert progressed.fraction == 0.5
     assert isinstance(succeeded, StepSucceeded)
-    assert succeeded.output["output_esdl"] == "<out/>"
+    assert succeeded.output["output_esdl_ref"] == str(bridge.attempt_id)
+    assert bridge.outputs.rows == {(bridge.job_id, bridge.attempt_id): b"<out/>"}
     assert bridge.ledger.records == {}
     assert late.event == "omotes_event_dropped"  # e.g. "Calculation finished." after the result
     assert bridge.celery.revoked == []
+
+
+def succeeded_result(bridge: Bridge, esdl: str) -> bytes:
+    return TaskResult(
+        job_id=str(bridge.job_id),
+        celery_task_id=str(bridge.attempt_id),
+        result_type=TaskResult.SUCCEEDED,
+        output_esdl=esdl,
+    ).SerializeToString()
+
+
+async def test_the_output_esdl_is_stored_before_the_success_is_reported_and_only_once() -> None:
+    bridge = Bridge()
+    await bridge.dispatch()
+    await bridge.handlers.on_progress(bridge.start_message())
+    bridge.sink.failing = True
+
+    with pytest.raises(ConnectionError):  # the report failed: the result comes again
+        await bridge.handlers.on_result(succeeded_result(bridge, "<first/>"))
+    stored_before_report = dict(bridge.outputs.rows)
+    bridge.sink.failing = False
+    outcome = await bridge.handlers.on_result(succeeded_result(bridge, "<first/>"))
+
+    assert stored_before_report == {(bridge.job_id, bridge.attempt_id): b"<first/>"}
+    assert outcome.verdict is Verdict.ACK
+    assert bridge.outputs.saves == 2
+    assert bridge.outputs.rows == stored_before_report  # one row, as it was
+    _, succeeded = bridge.sink.events
+    assert isinstance(succeeded, StepSucceeded)
+    assert succeeded.output["output_esdl_bytes"] == len(b"<first/>")
+
+
+async def test_the_result_of_a_job_that_is_gone_is_dropped() -> None:
+    bridge = Bridge()
+    await bridge.dispatch()
+    bridge.outputs.jobs = set()  # retention deleted the job
+
+    outcome = await bridge.handlers.on_result(succeeded_result(bridge, "<late/>"))
+
+    assert (outcome.verdict, outcome.event) == (Verdict.ACK, "omotes_event_dropped")
+    assert bridge.sink.events == []
+    assert bridge.ledger.records == {}
 
 
 async def test_a_body_that_is_no_protobuf_of_its_kind_is_dead_lettered() -> None:

@@ -13,14 +13,19 @@ from google.protobuf.struct_pb2 import Struct
 from segue.omotes.names import job_queue
 from segue.omotes.translate import (
     DELETE_REASON,
+    OUTPUT_MISSING_KIND,
+    OUTPUT_UNREADABLE_KIND,
     TASK_ERROR_KIND,
+    OutputEsdlRef,
     Refusal,
     Submission,
     ToClient,
     UpdateTranslator,
     esdl_messages,
+    output_unreadable,
     read_delete,
     read_submission,
+    with_output_esdl,
 )
 from segue.omotes.wire.omotes_wire_pb2 import (
     EsdlMessage,
@@ -384,6 +389,114 @@ def test_a_success_without_output_esdl_has_none() -> None:
 
     assert result.result_type == JobResult.SUCCEEDED
     assert not result.HasField("output_esdl")
+
+
+# --- output ESDLs stored apart (omotes_outputs) ------------------------------------------
+
+ATTEMPT = UUID(int=9)
+LARGE_ESDL = "<esdl:EnergySystem name='Zürich ∆'>" + "<asset id='a'/>" * 250_000 + "</esdl>"
+"""About 4 MB, with characters of two and three UTF-8 bytes."""
+
+
+def stored_output(esdl: str) -> dict[str, Any]:
+    """A step output of the Celery bridge's convention whose ESDL is stored apart."""
+    return {
+        "output_esdl_ref": str(ATTEMPT),
+        "output_esdl_bytes": len(esdl.encode()),
+        "esdl_messages": [{"technical_message": "ok", "severity": "INFO", "esdl_object_id": "a1"}],
+        "logs": "the worker's logs",
+    }
+
+
+def waiting_result(output: dict[str, Any]) -> ToClient:
+    """The result a success with ``output`` becomes, before its ESDL is read."""
+    return UpdateTranslator().translate(finished(JobStatus.SUCCEEDED, 3, output)).messages[-1]
+
+
+def test_a_success_refers_to_its_stored_esdl_and_waits_for_it() -> None:
+    message = waiting_result(stored_output(LARGE_ESDL))
+
+    assert message.esdl_ref == OutputEsdlRef(ATTEMPT, len(LARGE_ESDL.encode()))
+    assert message.routing_key == job_queue(JOB, "result")
+    assert isinstance(message.message, JobResult)
+    assert not message.message.HasField("output_esdl")
+    assert len(message.body()) < 1000  # the reference travels, not the ESDL
+
+
+def test_the_stored_esdl_reaches_the_client_byte_identical() -> None:
+    message = waiting_result(stored_output(LARGE_ESDL))
+
+    complete = with_output_esdl(message, LARGE_ESDL.encode())
+
+    assert complete.esdl_ref is None
+    result = JobResult.FromString(complete.body())
+    assert result.result_type == JobResult.SUCCEEDED
+    assert result.output_esdl.encode() == LARGE_ESDL.encode()
+    assert result.logs == "the worker's logs"
+    assert [(m.technical_message, m.esdl_object_id) for m in result.esdl_messages] == [("ok", "a1")]
+
+
+def test_a_stored_esdl_that_is_gone_makes_a_clear_error_result() -> None:
+    complete = with_output_esdl(waiting_result(stored_output("<esdl/>")), None)
+
+    result = JobResult.FromString(complete.body())
+    assert complete.routing_key == job_queue(JOB, "result")
+    assert result.result_type == JobResult.ERROR
+    assert not result.HasField("output_esdl")
+    first, logs = result.logs.split("\n")
+    assert first.startswith(f"{OUTPUT_MISSING_KIND}: the output ESDL of job {JOB}")
+    assert str(ATTEMPT) in first
+    assert "no longer stored" in first
+    assert logs == "the worker's logs"
+    assert [m.technical_message for m in result.esdl_messages] == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("stored", "says"), [(b"<esdl/", "stored with 6 bytes"), (b"<esd\xff/>", "no UTF-8")]
+)
+def test_a_stored_esdl_that_is_not_what_was_referred_to_makes_an_error_result(
+    stored: bytes, says: str
+) -> None:
+    complete = with_output_esdl(waiting_result(stored_output("<esdl/>")), stored)
+
+    result = JobResult.FromString(complete.body())
+    assert result.result_type == JobResult.ERROR
+    assert result.logs.startswith(f"{OUTPUT_UNREADABLE_KIND}: ")
+    assert says in result.logs
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        {"output_esdl_ref": "not-a-uuid", "output_esdl_bytes": 5},
+        {"output_esdl_ref": str(ATTEMPT), "output_esdl_bytes": "5"},
+        {"output_esdl_ref": str(ATTEMPT)},
+    ],
+)
+def test_an_invalid_reference_is_an_error_result_at_once(ref: dict[str, Any]) -> None:
+    message = waiting_result({**ref, "logs": "l"})
+
+    assert message.esdl_ref is None
+    result = JobResult.FromString(message.body())
+    assert result.result_type == JobResult.ERROR
+    assert result.logs.startswith(f"{OUTPUT_UNREADABLE_KIND}: the step output's reference")
+    assert result.logs.endswith("\nl")
+
+
+def test_an_esdl_that_cannot_be_read_makes_an_error_result_saying_why() -> None:
+    complete = output_unreadable(waiting_result(stored_output("<esdl/>")), "permission denied")
+
+    result = JobResult.FromString(complete.body())
+    assert result.result_type == JobResult.ERROR
+    assert "could not be read from omotes_outputs: permission denied" in result.logs
+
+
+def test_an_inline_output_esdl_needs_no_reading() -> None:
+    message = waiting_result({"output_esdl": "<inline/>", "logs": ""})
+
+    assert message.esdl_ref is None
+    assert with_output_esdl(message, None) is message
+    assert JobResult.FromString(message.body()).output_esdl == "<inline/>"
 
 
 def test_a_failed_omotes_task_reports_its_logs_and_esdl_messages() -> None:

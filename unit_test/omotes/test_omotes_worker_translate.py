@@ -13,8 +13,14 @@ import pytest
 from segue.errors import ConfigurationError
 from segue.omotes.bridge import omotes_task_types
 from segue.omotes.celery_handlers import beat_interval
-from segue.omotes.store import OmotesInput
-from segue.omotes.wire.omotes_wire_pb2 import EsdlMessage, TaskProgressUpdate, TaskResult
+from segue.omotes.store import OmotesInput, OmotesOutput
+from segue.omotes.translate import UpdateTranslator, with_output_esdl
+from segue.omotes.wire.omotes_wire_pb2 import (
+    EsdlMessage,
+    JobResult,
+    TaskProgressUpdate,
+    TaskResult,
+)
 from segue.omotes.worker_translate import (
     OUTPUT_TOO_LARGE_KIND,
     TaskRecord,
@@ -27,9 +33,12 @@ from segue.omotes.worker_translate import (
     worker_id,
     worker_params,
 )
+from segue.protocol.codec import encode
 from segue.protocol.messages import (
     MAX_ERROR_DETAILS_CHARS,
     CancelAttempt,
+    JobFinished,
+    JobStatus,
     StepFailed,
     StepSucceeded,
     StepTask,
@@ -173,25 +182,55 @@ EXPECTED_MESSAGES = [
 ]
 
 
-def test_a_succeeded_task_gives_the_output_esdl_its_messages_and_logs() -> None:
+def test_a_succeeded_task_stores_its_output_esdl_and_refers_to_it() -> None:
+    esdl = "<esdl name='Zürich'>" + "<asset/>" * 500_000 + "</esdl>"  # 4 MB
     result = TaskResult(
         job_id=str(JOB_ID),
         celery_task_id=str(ATTEMPT_ID),
         result_type=TaskResult.SUCCEEDED,
-        output_esdl="<esdl out/>",
+        output_esdl=esdl,
         logs="all went well",
         esdl_messages=esdl_messages(),
     )
 
-    event = finished(result, record(), NOW, max_bytes=1_000_000)
+    end = finished(result, record(), NOW, max_bytes=1_000_000)
 
-    assert isinstance(event, StepSucceeded)
-    assert event.output == {
-        "output_esdl": "<esdl out/>",
+    assert end.output == OmotesOutput(JOB_ID, ATTEMPT_ID, esdl.encode())
+    assert isinstance(end.event, StepSucceeded)
+    assert end.event.output == {
+        "output_esdl_ref": str(ATTEMPT_ID),
+        "output_esdl_bytes": len(esdl.encode()),
         "esdl_messages": EXPECTED_MESSAGES,
         "logs": "all went well",
     }
-    assert event.token == "secret-token"
+    assert len(encode(end.event)) < 2000  # the event carries the reference only
+    assert end.event.token == "secret-token"
+
+
+def test_the_gateway_turns_the_reference_back_into_the_output_esdl() -> None:
+    esdl = "<esdl name='∆'>" + "<asset/>" * 1000 + "</esdl>"
+    result = TaskResult(result_type=TaskResult.SUCCEEDED, output_esdl=esdl, logs="fine")
+    end = finished(result, record(), NOW, max_bytes=1_000_000)
+    assert isinstance(end.event, StepSucceeded)
+    assert end.output is not None
+    update = JobFinished(
+        job_id=JOB_ID, status=JobStatus.SUCCEEDED, output=end.event.output, at=NOW, seq=3
+    )
+
+    _running, waiting = UpdateTranslator().translate(update).messages
+    sent = JobResult.FromString(with_output_esdl(waiting, end.output.esdl).body())
+
+    assert (sent.result_type, sent.output_esdl, sent.logs) == (JobResult.SUCCEEDED, esdl, "fine")
+
+
+def test_a_succeeded_task_without_output_esdl_stores_nothing() -> None:
+    result = TaskResult(result_type=TaskResult.SUCCEEDED, logs="no ESDL")
+
+    end = finished(result, record(), NOW, max_bytes=1_000_000)
+
+    assert end.output is None
+    assert isinstance(end.event, StepSucceeded)
+    assert end.event.output == {"output_esdl": None, "esdl_messages": [], "logs": "no ESDL"}
 
 
 def test_a_failed_task_fails_the_step_for_good_with_its_logs_and_messages() -> None:
@@ -204,8 +243,10 @@ def test_a_failed_task_fails_the_step_for_good_with_its_logs_and_messages() -> N
         esdl_messages=esdl_messages(),
     )
 
-    event = finished(result, record(), NOW, max_bytes=1_000_000)
+    end = finished(result, record(), NOW, max_bytes=1_000_000)
 
+    assert end.output is None
+    event = end.event
     assert isinstance(event, StepFailed)
     assert not event.retryable
     assert (event.error.kind, event.error.message) == ("omotes_task_error", "Traceback: infeasible")
@@ -213,14 +254,15 @@ def test_a_failed_task_fails_the_step_for_good_with_its_logs_and_messages() -> N
 
 
 def test_a_result_too_large_for_a_segue_event_fails_the_step_saying_what_to_raise() -> None:
-    result = TaskResult(result_type=TaskResult.SUCCEEDED, output_esdl="x" * 5000, logs="")
+    result = TaskResult(result_type=TaskResult.SUCCEEDED, output_esdl="<e/>", logs="x" * 5000)
 
-    event = finished(result, record(), NOW, max_bytes=4000)
+    end = finished(result, record(), NOW, max_bytes=4000)
 
-    assert isinstance(event, StepFailed)
-    assert event.error.kind == OUTPUT_TOO_LARGE_KIND
-    assert "SEGUE_MAX_MESSAGE_BYTES" in event.error.message
-    assert not event.retryable
+    assert end.output is None  # nothing stored for a step that fails
+    assert isinstance(end.event, StepFailed)
+    assert end.event.error.kind == OUTPUT_TOO_LARGE_KIND
+    assert "SEGUE_MAX_MESSAGE_BYTES" in end.event.error.message
+    assert not end.event.retryable
 
 
 def test_error_details_stay_json_when_there_are_too_many_messages() -> None:

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from pydantic import BaseModel
 
-from fakes import Clock, FakeJobStore, FakeMessage, FakePublisher, FakeSender, incoming
+from fakes import T0, Clock, FakeJobStore, FakeMessage, FakePublisher, FakeSender, incoming
 from segue.broker.boundary import ConsumeBoundary, Outcome, Verdict
 from segue.broker.publisher import ConfirmedPublisher
 from segue.protocol import kinds
@@ -28,6 +28,7 @@ from segue.protocol.messages import (
     JobReply,
     JobStatus,
     ListWorkflows,
+    QueueEstimate,
     Reply,
     RetryJob,
     StepFailed,
@@ -326,6 +327,55 @@ async def test_get_job_is_answered_from_the_store(shell: Shell) -> None:
     assert isinstance(reply, JobReply)
     assert reply.job is not None
     assert [entry.type for entry in reply.job.history] == ["job_submitted", "step_dispatched"]
+
+
+def an_estimate(position: int) -> QueueEstimate:
+    """A queue estimate as the store would make it."""
+    return QueueEstimate(
+        step="quick_check",
+        queue="quick_check",
+        position=position,
+        waiting=position,
+        busy=1,
+        workers=1,
+        step_duration_s=2.0,
+        samples=5,
+        eta_s=2.0 * position,
+        at=T0,
+    )
+
+
+async def test_get_job_with_include_queue_answers_where_a_waiting_step_stands(
+    shell: Shell,
+) -> None:
+    await shell.command(submit(JOB_A))  # its task is dispatched: it waits in its queue
+    shell.store.estimates[JOB_A] = an_estimate(3)
+
+    await shell.command(message(GetJob(job_id=JOB_A, include_queue=True), REPLY_QUEUE))
+    await shell.command(message(GetJob(job_id=JOB_A), REPLY_QUEUE))
+
+    (_, asked), (_, plain) = shell.replies()
+    assert isinstance(asked, JobReply)
+    assert asked.job is not None
+    assert asked.job.queue == an_estimate(3)
+    assert isinstance(plain, JobReply)
+    assert plain.job is not None
+    assert plain.job.queue is None
+    assert shell.store.estimated == [JOB_A], "estimated only when asked"
+
+
+async def test_no_queue_estimate_is_made_once_the_step_runs(shell: Shell) -> None:
+    await shell.command(submit(JOB_A))
+    await shell.event(started(JOB_A))
+    shell.store.estimates[JOB_A] = an_estimate(1)
+
+    await shell.command(message(GetJob(job_id=JOB_A, include_queue=True), REPLY_QUEUE))
+
+    ((_, reply),) = shell.replies()
+    assert isinstance(reply, JobReply)
+    assert reply.job is not None
+    assert reply.job.queue is None
+    assert shell.store.estimated == []
 
 
 async def test_list_workflows_is_answered_with_the_catalog(shell: Shell) -> None:

@@ -19,9 +19,10 @@ CUTOFF = T0 - KEEP
 class FakePrunableStore:
     """Holds a number of old jobs and cancels; records every purge call."""
 
-    def __init__(self, jobs: int = 0, cancels: int = 0, failures: int = 0) -> None:
+    def __init__(self, jobs: int = 0, cancels: int = 0, failures: int = 0, outbox: int = 0) -> None:
         self.jobs = jobs
         self.cancels = cancels
+        self.outbox = outbox
         self.failures = failures
         self.calls: list[tuple[str, datetime, int]] = []
 
@@ -40,6 +41,12 @@ class FakePrunableStore:
         self.cancels -= deleted
         return deleted
 
+    async def purge_quarantined_outbox(self, quarantined_before: datetime, limit: int = 500) -> int:
+        self.calls.append(("outbox", quarantined_before, limit))
+        deleted = min(limit, self.outbox)
+        self.outbox -= deleted
+        return deleted
+
 
 class Tally:
     """Records what a metric was incremented by."""
@@ -56,20 +63,26 @@ def retention(store: FakePrunableStore, keep: timedelta = KEEP, **counts: Tally)
 
 
 async def test_prune_deletes_everything_past_the_age_in_bounded_batches() -> None:
-    store, jobs, cancels = FakePrunableStore(jobs=25, cancels=3), Tally(), Tally()
+    store = FakePrunableStore(jobs=25, cancels=3, outbox=12)
+    jobs, cancels, outbox = Tally(), Tally(), Tally()
 
-    pruned = await retention(store, count_jobs=jobs, count_cancels=cancels).prune()
+    pruned = await retention(
+        store, count_jobs=jobs, count_cancels=cancels, count_outbox=outbox
+    ).prune()
 
     assert pruned == (25, 3)
-    assert (store.jobs, store.cancels) == (0, 0)
+    assert (store.jobs, store.cancels, store.outbox) == (0, 0, 0)
     assert store.calls == [
         ("jobs", CUTOFF, 10),
         ("jobs", CUTOFF, 10),
         ("jobs", CUTOFF, 10),
         ("cancels", CUTOFF, 10),
+        ("outbox", CUTOFF, 10),
+        ("outbox", CUTOFF, 10),
     ]
     assert jobs.amounts == [10, 10, 5]
     assert cancels.amounts == [3]
+    assert outbox.amounts == [10, 2]
 
 
 async def test_a_full_last_batch_is_followed_by_one_that_finds_nothing() -> None:
@@ -77,7 +90,7 @@ async def test_a_full_last_batch_is_followed_by_one_that_finds_nothing() -> None
 
     assert await retention(store).prune() == (20, 0)
 
-    assert [call[0] for call in store.calls] == ["jobs", "jobs", "jobs", "cancels"]
+    assert [call[0] for call in store.calls] == ["jobs", "jobs", "jobs", "cancels", "outbox"]
 
 
 async def test_each_batch_is_logged_once_with_its_count_and_cutoff() -> None:

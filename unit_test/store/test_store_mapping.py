@@ -156,7 +156,7 @@ def test_job_row_has_a_value_for_every_state_column() -> None:
                 "error",
                 "item_index",
                 "iteration",
-                "progress_records",
+                "progress_reports",
             },
         ),
     ],

@@ -323,13 +323,20 @@ class SegueClient:
 
     # --- queries ------------------------------------------------------------------------
 
-    async def get(self, job_id: UUID, include_history: bool = True) -> JobView | None:
+    async def get(
+        self, job_id: UUID, include_history: bool = True, include_queue: bool = False
+    ) -> JobView | None:
         """The job's stored state and history; None if the orchestrator does not know it.
+
+        With ``include_queue``, while a step of the job waits for a worker,
+        ``JobView.queue`` says where it stands in its queue and estimates when
+        it will be done (:class:`~segue.protocol.messages.QueueEstimate`).
 
         Raises :class:`RequestTimeoutError` if no orchestrator answers in time,
         :class:`ForbiddenError` for a job of another user.
         """
-        reply = await self._request(GetJob(job_id=job_id, include_history=include_history))
+        query = GetJob(job_id=job_id, include_history=include_history, include_queue=include_queue)
+        reply = await self._request(query)
         if not isinstance(reply, JobReply):
             raise RequestFailedError(_unexpected(reply, "job_reply"))
         return reply.job
@@ -433,7 +440,7 @@ class SegueClient:
             self._start_resync(feed)
 
     async def _query_into(self, feed: JobFeed) -> None:
-        view = await self.get(feed.job_id, include_history=False)
+        view = await self.get(feed.job_id, include_history=False, include_queue=False)
         if view is not None and view.status.is_terminal and feed.result is None:
             feed.push(finished_from_view(view))
             await self._stop_following(feed.job_id)

@@ -133,6 +133,11 @@ class JobHandle:
         """Ask the orchestrator to cancel the job."""
         await self._client.cancel(self._job_id, reason)
 
-    async def get(self, include_history: bool = True) -> JobView | None:
-        """The job's stored state, as the orchestrator has it now."""
-        return await self._client.get(self._job_id, include_history=include_history)
+    async def get(
+        self, include_history: bool = True, include_queue: bool = False
+    ) -> JobView | None:
+        """The job's stored state, as the orchestrator has it now (with ``include_queue``:
+        where its waiting step stands in its queue, see :meth:`SegueClient.get`)."""
+        return await self._client.get(
+            self._job_id, include_history=include_history, include_queue=include_queue
+        )

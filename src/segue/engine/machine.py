@@ -27,7 +27,9 @@ Choices the design leaves open, made here:
   ``outputs["_failure"]`` (so that step and every later one sees it in its
   inputs, also on retries) and the job's outcome is that of the path it takes.
 - A repeated progress report (same fraction and message) only refreshes
-  ``last_seen_at``; it is neither recorded nor announced again.
+  ``last_seen_at``; it is neither recorded nor announced again. Every other
+  report is announced; the history records a thinned, bounded subset that
+  keeps the shape of the whole run (:mod:`segue.engine.progress`).
 - Whenever the orchestrator ends a dispatched or running attempt (cancel, any
   timeout, lost worker, a map or parallel step failing, the job ending) it
   emits one ``StopAttempt`` for it; a worker that picks up the task later is
@@ -77,6 +79,7 @@ from segue.engine.events import (
 from segue.engine.fanout import map_fraction
 from segue.engine.flow import FAILURE_KEY, attempt_failed, attempt_succeeded, enter_step
 from segue.engine.inputs import map_items
+from segue.engine.progress import keeps_report
 from segue.engine.state import Attempt, Job, attempt_token
 from segue.engine.timers import Deadline, DeadlineKind, due_deadline, find_step, later
 from segue.engine.transitions import (
@@ -97,11 +100,6 @@ from segue.workflows.model import Workflow
 from segue.workflows.parameters import ParameterError, resolve_params
 
 WorkerEvent = StepStarted | StepProgressed | StepHeartbeat | StepSucceeded | StepFailed
-
-MAX_PROGRESS_RECORDS = 100
-"""Progress history entries kept per attempt: later reports still update the
-attempt and reach followers, but are not recorded (a step reporting twice a
-second for a day must not write 170,000 history rows)."""
 
 
 def decide(job: Job | None, event: Event, now: datetime) -> Decision:
@@ -494,16 +492,16 @@ def _apply_progressed(draft: Draft, attempt: Attempt, event: StepProgressed) -> 
     if (attempt.progress, attempt.progress_message) == (event.fraction, event.message):
         draft.put_attempt(replace(attempt, last_seen_at=draft.now))
         return draft.decision()
-    recorded = attempt.progress_records < MAX_PROGRESS_RECORDS
+    number = attempt.progress_reports + 1
     updated = replace(
         attempt,
         progress=event.fraction,
         progress_message=event.message,
         last_seen_at=draft.now,
-        progress_records=attempt.progress_records + recorded,
+        progress_reports=number,
     )
     draft.put_attempt(updated)
-    if recorded:
+    if keeps_report(number):
         draft.record(
             "step_progress", **attempt_data(updated), fraction=event.fraction, message=event.message
         )

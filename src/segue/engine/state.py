@@ -23,6 +23,8 @@ class Attempt:
     ``repeat``; a branch carries its parallel step's). Attempts of one *slot*
     (same run, step, iteration and item) are the tries of one piece of work:
     numbered from 1, each under the step's retry policy.
+    ``progress_reports`` counts the distinct progress reports applied to it (the
+    history keeps a subset: see :mod:`segue.engine.progress`).
     """
 
     attempt_id: UUID
@@ -43,7 +45,7 @@ class Attempt:
     error: ErrorInfo | None = None
     item_index: int | None = None
     iteration: int = 1
-    progress_records: int = 0
+    progress_reports: int = 0
 
     @property
     def slot(self) -> tuple[int, str, int, int | None]:

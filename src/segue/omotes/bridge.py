@@ -21,9 +21,12 @@ reads the workers' ``TaskProgressUpdate`` / ``TaskResult`` messages (vhost
 - **Events**: ``omotes_task_progress_events`` and ``omotes_task_result_events``
   (declared here: the SDK worker declares nothing) are each handled one
   message at a time, in order, so a task's STARTs are counted in the order the
-  worker sent them. Events of tasks the bridge does not know are dropped with a
-  log (Segue fences by attempt anyway); a START of one is revoked as well (a
-  task nobody waits for any more must not run).
+  worker sent them. A succeeded task's output ESDL is stored in
+  ``omotes_outputs`` before its ``StepSucceeded`` is reported, and the step
+  output refers to it (:mod:`segue.omotes.store`). Events of tasks the bridge
+  does not know are dropped with a log (Segue fences by attempt anyway); a
+  START of one is revoked as well (a task nobody waits for any more must not
+  run).
 - **Liveness**: Celery workers send no heartbeats. Every second the bridge
   looks at the started tasks whose heartbeat is due (a third of the step's
   ``heartbeat_s``, at least a second) and asks the workers which tasks they
@@ -68,7 +71,7 @@ from segue.errors import ConfigurationError
 from segue.omotes.celery_broker import CeleryBroker
 from segue.omotes.celery_handlers import CeleryHandlers
 from segue.omotes.ledger import TaskLedger
-from segue.omotes.store import OmotesInputs
+from segue.omotes.store import OmotesInputs, OmotesOutputs
 from segue.protocol.messages import CancelAttempt
 from segue.protocol.names import QUEUE_NAME_PATTERN, Names
 from segue.protocol.topology import task_queue
@@ -85,6 +88,8 @@ TASK_PREFETCH = 16
 TASK_HANDLERS = 4
 """Segue tasks of one type dispatched at once."""
 EVENT_PREFETCH = 32
+RESULT_PREFETCH = 4
+"""Results the bridge holds at once: each may carry an output ESDL of tens of MB."""
 DRAIN_TIMEOUT_S = 10.0
 WATCH_INTERVAL_S = 1.0
 INSPECT_WINDOW_S = 1.0
@@ -206,6 +211,7 @@ class CeleryBridge:
         self._handlers = CeleryHandlers(
             TaskLedger(pool),
             OmotesInputs(pool),
+            OmotesOutputs(pool),
             self._celery,
             reporter,
             self._catalog,
@@ -214,7 +220,7 @@ class CeleryBridge:
         )
         control = ControlListener(await segue.channel(), self._names.control_exchange, self._heard)
         await control.start()  # before any task is dispatched: no stop can be missed
-        await self._consume_events(await self._channel(celery, EVENT_PREFETCH))
+        await self._consume_events(celery)
         self._tasks_channel = await self._channel(segue, TASK_PREFETCH)
         for task_type in sorted(self._types):
             await self._serve(task_type)
@@ -232,14 +238,16 @@ class CeleryBridge:
         await channel.set_qos(prefetch_count=prefetch)
         return channel
 
-    async def _consume_events(self, channel: AbstractChannel) -> None:
+    async def _consume_events(self, celery: AbstractRobustConnection) -> None:
         """Declare the workers' two event queues (durable, no arguments) and consume
-        each one message at a time, in order."""
+        each one message at a time, in order (results on a channel of their own
+        with a small prefetch: they may be large)."""
         handlers = {
-            self._settings.omotes_progress_queue: self._handlers.on_progress,
-            self._settings.omotes_result_queue: self._handlers.on_result,
+            self._settings.omotes_progress_queue: (self._handlers.on_progress, EVENT_PREFETCH),
+            self._settings.omotes_result_queue: (self._handlers.on_result, RESULT_PREFETCH),
         }
-        for name, handler in handlers.items():
+        for name, (handler, prefetch) in handlers.items():
+            channel = await self._channel(celery, prefetch)
             queue = await channel.declare_queue(name, durable=True)
             await self._consume(BatchConsumer(queue, self._boundary, _one(_body(handler)), 1, 1))
 

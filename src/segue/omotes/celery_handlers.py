@@ -1,9 +1,10 @@
 """What the Celery bridge does with each message: Segue tasks, Celery worker events,
 Segue stops, and the periodic liveness check (see :mod:`segue.omotes.bridge`).
 
-Every I/O seam is a Protocol here (the ledger, the stored inputs, the Celery
-side, the Segue events), so the handlers run on fakes in unit tests and on
-:class:`~segue.omotes.ledger.TaskLedger`, :class:`~segue.omotes.store.OmotesInputs`,
+Every I/O seam is a Protocol here (the ledger, the stored inputs and outputs,
+the Celery side, the Segue events), so the handlers run on fakes in unit tests
+and on :class:`~segue.omotes.ledger.TaskLedger`,
+:class:`~segue.omotes.store.OmotesInputs`, :class:`~segue.omotes.store.OmotesOutputs`,
 :class:`~segue.omotes.celery_broker.CeleryBroker` and
 :class:`~segue.worker.reporter.EventReporter` in the service. A handler returns
 the :class:`~segue.broker.boundary.Outcome` of its message; what it raises is
@@ -23,7 +24,7 @@ import structlog
 
 from segue.broker.boundary import Outcome
 from segue.omotes.celery_wire import AmqpMessage, CeleryWireError
-from segue.omotes.store import OmotesInput
+from segue.omotes.store import OmotesInput, OmotesOutput, OutputJobGoneError
 from segue.omotes.translate import WireError, parse
 from segue.omotes.wire.omotes_wire_pb2 import TaskProgressUpdate, TaskResult
 from segue.omotes.worker_translate import (
@@ -75,6 +76,12 @@ class Inputs(Protocol):
     async def get(self, job_id: UUID) -> OmotesInput | None: ...
 
 
+class Outputs(Protocol):
+    """Where output ESDLs are stored (:class:`~segue.omotes.store.OmotesOutputs`)."""
+
+    async def save(self, output: OmotesOutput) -> None: ...
+
+
 class Celery(Protocol):
     """The Celery side (:class:`~segue.omotes.celery_broker.CeleryBroker`)."""
 
@@ -102,6 +109,7 @@ class CeleryHandlers:
         self,
         ledger: Ledger,
         inputs: Inputs,
+        outputs: Outputs,
         celery: Celery,
         reporter: EventSink,
         catalog: Catalog,
@@ -112,6 +120,7 @@ class CeleryHandlers:
         self.catalog = catalog
         self._ledger = ledger
         self._inputs = inputs
+        self._outputs = outputs
         self._celery = celery
         self._reporter = reporter
         self._clock = clock
@@ -199,7 +208,10 @@ class CeleryHandlers:
         return Outcome.ack("omotes_task_progress")
 
     async def on_result(self, body: bytes) -> Outcome:
-        """Report a ``TaskResult``, then forget the task."""
+        """Store a succeeded task's output ESDL, report the ``TaskResult``, then forget
+        the task. Each step is idempotent: a result handled again (its report
+        failed, or it came twice) stores nothing new and is reported again, which
+        Segue ignores once it has the first."""
         try:
             result: TaskResult = parse(TaskResult, body)
         except WireError as exc:
@@ -213,8 +225,14 @@ class CeleryHandlers:
             record = await self._known(attempt_id, result.job_id)
             if record is None:
                 return _dropped("the result of a task the bridge does not wait for")
-            event = finished(result, record, self._clock(), self._max_bytes)
-            await self._reporter.send_or_raise(event)
+            end = finished(result, record, self._clock(), self._max_bytes)
+            if end.output is not None:
+                try:
+                    await self._outputs.save(end.output)
+                except OutputJobGoneError:
+                    await self._ledger.forget(attempt_id)
+                    return _dropped("the result of a job that no longer exists")
+            await self._reporter.send_or_raise(end.event)
             await self._ledger.forget(attempt_id)
             outcome = TaskResult.ResultType.Name(result.result_type)
             return Outcome.ack("omotes_task_finished", outcome)

@@ -27,10 +27,15 @@ translates, in order), and from there to the client's per-job queues.
 
 Each incoming message is acknowledged only once what it leads to is done: a
 submission once its input ESDL is stored and its ``SubmitJob`` confirmed by
-the broker, an update once its OMOTES messages are confirmed. A message that
-cannot be used (invalid protobuf, not the expected message) is dead-lettered
-to Segue's dead-letter queue with the reason; a handler never crashes its
-consumer (:class:`~segue.broker.boundary.ConsumeBoundary`).
+the broker, a deletion once its ``CancelJob`` is confirmed and the job's
+stored ESDLs (``omotes_inputs``, ``omotes_outputs``) are deleted, an update
+once its OMOTES messages are confirmed. A ``JobResult`` whose output ESDL the
+Celery bridge stored apart is completed from ``omotes_outputs`` just before it
+is sent (a few at a time: they may be large); a row that is gone makes it an
+``ERROR`` result saying so. A message that cannot be used (invalid protobuf,
+not the expected message) is dead-lettered to Segue's dead-letter queue with
+the reason; a handler never crashes its consumer
+(:class:`~segue.broker.boundary.ConsumeBoundary`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
 import structlog
 from aio_pika import ExchangeType
 from aio_pika.abc import (
@@ -61,21 +67,30 @@ from segue.broker.connection import connect
 from segue.broker.publisher import PERSISTENT, ConfirmedPublisher, PublishError
 from segue.broker.topology import declare_queue
 from segue.client.identity import connection_user
-from segue.errors import describe
+from segue.errors import SegueError, describe
 from segue.omotes.discovery import available_workflows
 from segue.omotes.names import OmotesNames
-from segue.omotes.store import OmotesInput, OmotesInputs
+from segue.omotes.store import (
+    OmotesInput,
+    OmotesInputs,
+    OmotesOutputs,
+    check_tables,
+    connect_pool,
+)
 from segue.omotes.translate import (
+    OutputEsdlRef,
     Refusal,
     Submission,
     ToClient,
     UpdateTranslator,
     WireError,
+    output_unreadable,
     parse,
     read_delete,
     read_submission,
+    with_output_esdl,
 )
-from segue.omotes.wire.omotes_wire_pb2 import RequestAvailableWorkflows
+from segue.omotes.wire.omotes_wire_pb2 import JobResult, RequestAvailableWorkflows
 from segue.protocol.codec import UPDATE_ADAPTER, InvalidMessageError, decode, encode
 from segue.protocol.envelope import Outgoing
 from segue.protocol.messages import CancelJob, SubmitJob, Update
@@ -92,6 +107,14 @@ submission may wait that long for an orchestrator before its job exists)."""
 REQUEUE_PAUSE_S = 1.0
 """Pause before handing back messages whose commands or updates were not confirmed."""
 DRAIN_TIMEOUT_S = 30.0
+POOL_SIZE = 3
+"""Database connections of the gateway (opened as needed)."""
+OUTPUT_ESDLS_AT_ONCE = 2
+"""Results completed with their stored output ESDL at once (each may be tens of MB)."""
+
+
+class OutputReadError(SegueError):
+    """A stored output ESDL could not be read for now (the database is away)."""
 
 
 class ClientPublisher:
@@ -143,7 +166,9 @@ class ClientPublisher:
 class _Running:
     """What exists while the gateway runs."""
 
+    pool: asyncpg.Pool
     inputs: OmotesInputs
+    outputs: OmotesOutputs
     segue: AbstractRobustConnection
     omotes: AbstractRobustConnection
     sender: ConfirmedPublisher
@@ -175,6 +200,7 @@ class OmotesGateway:
         self._user = connection_user(settings.amqp_url)
         self._updates_key = self._names.updates_key(self._user)
         self._translator = UpdateTranslator()
+        self._output_esdls = asyncio.Semaphore(OUTPUT_ESDLS_AT_ONCE)
         self._running: _Running | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._log = structlog.get_logger("segue.omotes")
@@ -191,9 +217,9 @@ class OmotesGateway:
         if self._running is not None:
             return
         async with contextlib.AsyncExitStack() as stack:
-            inputs = await OmotesInputs.connect(self._settings.database_url)
-            stack.push_async_callback(inputs.close)
-            await inputs.check()
+            pool = await connect_pool(self._settings.database_url, POOL_SIZE)
+            stack.push_async_callback(pool.close)
+            await check_tables(pool)
             segue = await connect(self._settings.amqp_url, CONNECTION_NAME)
             stack.push_async_callback(segue.close)
             omotes = await connect(self._settings.omotes_amqp_url, CONNECTION_NAME)
@@ -210,7 +236,9 @@ class OmotesGateway:
             queues = await self._declare(segue, omotes)
             consumers = self._consumers(queues, boundary)
             running = _Running(
-                inputs,
+                pool,
+                OmotesInputs(pool),
+                OmotesOutputs(pool),
                 segue,
                 omotes,
                 ConfirmedPublisher(confirmed, user_id=self._user),
@@ -252,7 +280,7 @@ class OmotesGateway:
         self._running = None
         await running.omotes.close()
         await running.segue.close()
-        await running.inputs.close()
+        await running.pool.close()
         self._log.info("omotes_gateway_stopped", messages_in_flight=sum(left))
 
     def use_catalog(self, catalog: Catalog) -> None:
@@ -338,8 +366,9 @@ class OmotesGateway:
         return await self._paused_if_requeued(outcomes)
 
     async def _on_deletions(self, messages: Sequence[AbstractIncomingMessage]) -> list[Outcome]:
-        """Cancel each job; ack once the command is confirmed. Nothing goes back to the
-        client here: a job that ends cancelled says so through its updates."""
+        """Cancel each job, then delete its stored ESDLs (as the OMOTES orchestrator
+        deletes a deleted job's rows); ack once both are done. Nothing goes back to
+        the client here: a job that ends cancelled says so through its updates."""
         running = self._require_running()
         outcomes: list[Outcome] = [Outcome.ack()] * len(messages)
         cancels: list[tuple[int, CancelJob]] = []
@@ -350,10 +379,35 @@ class OmotesGateway:
             else:
                 cancels.append((index, read))
         results = await self._send_commands(running, [cancel for _, cancel in cancels])
+        sent = [
+            cancel.job_id
+            for (_, cancel), result in zip(cancels, results, strict=True)
+            if result is None
+        ]
+        forgotten = await self._forget_jobs(running, sent)
         for (index, cancel), result in zip(cancels, results, strict=True):
-            outcomes[index] = result or Outcome.ack("omotes_job_delete_sent")
+            outcomes[index] = result or forgotten or Outcome.ack("omotes_job_delete_sent")
             self._log.info("omotes_job_delete", job_id=str(cancel.job_id), sent=result is None)
         return await self._paused_if_requeued(outcomes)
+
+    async def _forget_jobs(self, running: _Running, job_ids: Sequence[UUID]) -> Outcome | None:
+        """Delete the stored input and output ESDLs of ``job_ids``; None once done, else
+        what to do with the deletions (requeued when trying again may help; a
+        lasting failure is logged, and retention deletes the rows later)."""
+        if not job_ids:
+            return None
+        try:
+            inputs = await running.inputs.delete(job_ids)
+            outputs = await running.outputs.delete(job_ids)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                return self._requeue(f"stored ESDLs not deleted: {describe(exc)}")
+            self._log.warning("omotes_esdls_not_deleted", jobs=len(job_ids), error=describe(exc))
+            return None
+        self._log.info("omotes_esdls_deleted", jobs=len(job_ids), inputs=inputs, outputs=outputs)
+        return None
 
     async def _on_requests(self, messages: Sequence[AbstractIncomingMessage]) -> list[Outcome]:
         """Answer every ``RequestAvailableWorkflows`` of the batch with one offer."""
@@ -444,9 +498,9 @@ class OmotesGateway:
         for index, update, messages in plan:
             for message in messages if failure is None else ():
                 try:
-                    await clients.publish(message.routing_key, message.body())
-                except (PublishError, *CONNECTION_EXCEPTIONS) as exc:
-                    failure = f"OMOTES message not confirmed: {describe(exc)}"
+                    await self._publish(clients, message)
+                except (PublishError, OutputReadError, *CONNECTION_EXCEPTIONS) as exc:
+                    failure = f"OMOTES message not sent: {describe(exc)}"
                     self._translator.forget(update.job_id)
                     break
             if failure is None:
@@ -454,6 +508,41 @@ class OmotesGateway:
             else:
                 outcomes.append((index, self._requeue(failure)))
         return outcomes
+
+    async def _publish(self, clients: ClientPublisher, message: ToClient) -> None:
+        """Publish ``message``, completed with its stored output ESDL if it waits for one
+        (a few at a time, so large ESDLs do not all sit in memory at once)."""
+        ref, result = message.esdl_ref, message.message
+        if ref is None or not isinstance(result, JobResult):
+            await clients.publish(message.routing_key, message.body())
+            return
+        async with self._output_esdls:
+            complete = await self._with_output_esdl(message, ref, UUID(result.uuid))
+            await clients.publish(complete.routing_key, complete.body())
+
+    async def _with_output_esdl(
+        self, message: ToClient, ref: OutputEsdlRef, job_id: UUID
+    ) -> ToClient:
+        """``message`` with its output ESDL read from ``omotes_outputs``, or the
+        ``ERROR`` result saying why it cannot have it. Raises :class:`OutputReadError`
+        when the database is away for now (the update is handled again later)."""
+        try:
+            stored = await self._require_running().outputs.get(job_id, ref.attempt_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise OutputReadError(f"output ESDL not read: {describe(exc)}") from exc
+            complete = output_unreadable(message, describe(exc))
+        else:
+            complete = with_output_esdl(message, stored)
+        where = {"job_id": str(job_id), "attempt_id": str(ref.attempt_id), "bytes": ref.size}
+        sent = complete.message
+        if isinstance(sent, JobResult) and sent.result_type == JobResult.SUCCEEDED:
+            self._log.info("omotes_output_esdl_read", **where)
+        else:
+            self._log.warning("omotes_output_esdl_unusable", **where)
+        return complete
 
     async def _answer(self, refusals: Sequence[tuple[int, Refusal]]) -> list[tuple[int, Outcome]]:
         """Tell each refused submission's client why (``JobResult ERROR``), then park the

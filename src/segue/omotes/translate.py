@@ -14,11 +14,20 @@ and exactly one ``JobResult``, dropping stale updates by ``seq``.
 
 The step output and error conventions shared with the Celery bridge
 (``segue.omotes.bridge``): a succeeded step's output is
-``{"output_esdl": str | None, "esdl_messages": [...], "logs": str}``; a task
-that failed is reported as ``ErrorInfo(kind="omotes_task_error", message=<logs>,
-details=<JSON {"esdl_messages": [...]}>)``; each ESDL message is
+``{"output_esdl_ref": <attempt id>, "output_esdl_bytes": int, "esdl_messages":
+[...], "logs": str}``, the output ESDL itself being stored apart in
+``omotes_outputs`` under the job and that attempt (:class:`OutputEsdlRef`); a
+step without output ESDL, or one run by another kind of worker, has
+``{"output_esdl": str | None, "esdl_messages": [...], "logs": str}`` instead. A
+task that failed is reported as ``ErrorInfo(kind="omotes_task_error",
+message=<logs>, details=<JSON {"esdl_messages": [...]}>)``; each ESDL message is
 ``{"technical_message": str, "severity": "DEBUG"|"INFO"|"WARNING"|"ERROR",
 "esdl_object_id": str | None}``.
+
+A ``JobResult`` of a stored output ESDL leaves here without it
+(:attr:`ToClient.esdl_ref`): the gateway reads the ESDL and completes it with
+:func:`with_output_esdl`, which answers ``ERROR`` when the ESDL is not stored
+(any more) or not what the reference says.
 """
 
 from __future__ import annotations
@@ -74,15 +83,53 @@ DEFAULT_FOLLOW_LIMIT = 100_000
 """Jobs whose update state :class:`UpdateTranslator` remembers (the least recently
 updated are forgotten first)."""
 
+OUTPUT_ESDL_REF = "output_esdl_ref"
+OUTPUT_ESDL_BYTES = "output_esdl_bytes"
+OUTPUT_MISSING_KIND = "omotes_output_missing"
+"""What a ``JobResult ERROR`` of a success whose stored output ESDL is gone says first."""
+OUTPUT_UNREADABLE_KIND = "omotes_output_unreadable"
+"""What a ``JobResult ERROR`` of a success whose stored output ESDL cannot be used says first."""
+
 OmotesUpdate = JobStatusUpdate | JobProgressUpdate | JobResult
 
 
 @dataclass(frozen=True, slots=True)
+class OutputEsdlRef:
+    """Where the Celery bridge stored a step's output ESDL: the row of ``omotes_outputs``
+    of the job and ``attempt_id``, ``size`` bytes of UTF-8."""
+
+    attempt_id: UUID
+    size: int
+
+    def as_output(self) -> dict[str, Any]:
+        """The reference as a step output carries it."""
+        return {OUTPUT_ESDL_REF: str(self.attempt_id), OUTPUT_ESDL_BYTES: self.size}
+
+    @classmethod
+    def of(cls, output: Mapping[str, Any]) -> OutputEsdlRef | str | None:
+        """The reference ``output`` carries; None when it carries none, the reason when
+        it is not a valid one."""
+        if OUTPUT_ESDL_REF not in output:
+            return None
+        attempt_id = _uuid(str(output[OUTPUT_ESDL_REF]))
+        size = output.get(OUTPUT_ESDL_BYTES)
+        if attempt_id is None or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            shown = {k: output.get(k) for k in (OUTPUT_ESDL_REF, OUTPUT_ESDL_BYTES)}
+            return f"the step output's reference to its output ESDL is not valid: {shown}"
+        return cls(attempt_id, size)
+
+
+@dataclass(frozen=True, slots=True)
 class ToClient:
-    """One message for an OMOTES client's per-job queue (``routing_key`` = its name)."""
+    """One message for an OMOTES client's per-job queue (``routing_key`` = its name).
+
+    ``esdl_ref``: the message is a ``JobResult`` whose output ESDL is stored
+    apart; it must be completed (:func:`with_output_esdl`) before it is sent.
+    """
 
     routing_key: str
     message: OmotesUpdate
+    esdl_ref: OutputEsdlRef | None = None
 
     def body(self) -> bytes:
         """The protobuf bytes, as the OMOTES client parses them."""
@@ -266,7 +313,7 @@ def result_messages(finished: JobFinished) -> list[ToClient]:
     job_id = finished.job_id
     match finished.status:
         case JobStatus.SUCCEEDED:
-            return [to_client(job_id, "result", succeeded(job_id, finished.output or {}))]
+            return [succeeded_result(job_id, finished.output or {})]
         case JobStatus.CANCELLED:
             status = JobStatusUpdate(uuid=str(job_id), status=JobStatusUpdate.CANCELLED)
             result = JobResult(
@@ -286,8 +333,20 @@ def result_messages(finished: JobFinished) -> list[ToClient]:
             return [to_client(job_id, "result", failed(job_id, finished.error))]
 
 
+def succeeded_result(job_id: UUID, output: Mapping[str, Any]) -> ToClient:
+    """The result of a job that succeeded with ``output`` (the bridge's convention): to
+    be completed with its stored output ESDL when ``output`` refers to one."""
+    ref = OutputEsdlRef.of(output)
+    if isinstance(ref, str):
+        return to_client(
+            job_id, "result", _output_error(job_id, OUTPUT_UNREADABLE_KIND, ref, output)
+        )
+    return ToClient(job_queue(job_id, "result"), succeeded(job_id, output), ref)
+
+
 def succeeded(job_id: UUID, output: Mapping[str, Any]) -> JobResult:
-    """``JobResult SUCCEEDED`` from a step output of the bridge's convention."""
+    """``JobResult SUCCEEDED`` from a step output of the bridge's convention (without
+    the output ESDL when it is stored apart)."""
     result = JobResult(
         uuid=str(job_id),
         result_type=JobResult.SUCCEEDED,
@@ -298,6 +357,69 @@ def succeeded(job_id: UUID, output: Mapping[str, Any]) -> JobResult:
     if isinstance(output_esdl, str):
         result.output_esdl = output_esdl
     return result
+
+
+def with_output_esdl(message: ToClient, stored: bytes | None) -> ToClient:
+    """``message`` (a result waiting for its output ESDL, :attr:`ToClient.esdl_ref`)
+    with the ESDL ``stored`` under its reference (None: there is no such row).
+
+    A row that is gone, or does not hold what the reference says, makes the
+    result ``ERROR``, saying why, with the task's logs and ESDL messages: the
+    client is told, never left waiting.
+    """
+    ref = message.esdl_ref
+    if ref is None or not isinstance(message.message, JobResult):
+        return message
+    result = message.message
+    job_id = UUID(result.uuid)
+    what = f"the output ESDL of job {job_id} (attempt {ref.attempt_id}, {ref.size} bytes)"
+    if stored is None:
+        reason = (
+            f"{what} is no longer stored in omotes_outputs: it is deleted with its job, by "
+            "an OMOTES JobDelete or by retention"
+        )
+        return to_client(job_id, "result", _result_error(result, OUTPUT_MISSING_KIND, reason))
+    if len(stored) != ref.size:
+        reason = f"{what} is stored with {len(stored)} bytes instead"
+        return to_client(job_id, "result", _result_error(result, OUTPUT_UNREADABLE_KIND, reason))
+    try:
+        text = stored.decode()
+    except UnicodeDecodeError as exc:
+        reason = f"{what} is stored as no UTF-8 text ({exc})"
+        return to_client(job_id, "result", _result_error(result, OUTPUT_UNREADABLE_KIND, reason))
+    complete = JobResult()
+    complete.CopyFrom(result)
+    complete.output_esdl = text
+    return to_client(job_id, "result", complete)
+
+
+def output_unreadable(message: ToClient, reason: str) -> ToClient:
+    """``message`` (a result waiting for its output ESDL) as ``JobResult ERROR``: its
+    output ESDL could not be read, for ``reason``."""
+    if not isinstance(message.message, JobResult):
+        return message
+    result = message.message
+    what = "the output ESDL could not be read from omotes_outputs"
+    error = _result_error(result, OUTPUT_UNREADABLE_KIND, f"{what}: {reason}")
+    return to_client(UUID(result.uuid), "result", error)
+
+
+def _result_error(result: JobResult, kind: str, reason: str) -> JobResult:
+    """``JobResult ERROR`` saying ``kind: reason``, then the succeeded ``result``'s logs,
+    with its ESDL messages."""
+    logs = f"{kind}: {reason}"
+    if result.logs:
+        logs += f"\n{result.logs}"
+    return JobResult(
+        uuid=result.uuid,
+        result_type=JobResult.ERROR,
+        logs=logs,
+        esdl_messages=list(result.esdl_messages),
+    )
+
+
+def _output_error(job_id: UUID, kind: str, reason: str, output: Mapping[str, Any]) -> JobResult:
+    return _result_error(succeeded(job_id, output), kind, reason)
 
 
 def failed(job_id: UUID, error: ErrorInfo | None) -> JobResult:

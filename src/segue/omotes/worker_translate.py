@@ -16,7 +16,10 @@ gateway, ``segue.omotes.translate``):
   ``redelivered`` by worker ``celery:<task id>:<n>``, so Segue counts a crash
   per START after the first (:func:`worker_id`);
 - progress -> ``StepProgressed``;
-- SUCCEEDED -> ``StepSucceeded(output={"output_esdl", "esdl_messages", "logs"})``;
+- SUCCEEDED -> ``StepSucceeded(output={"output_esdl_ref", "output_esdl_bytes",
+  "esdl_messages", "logs"})``: the output ESDL itself is stored apart
+  (``omotes_outputs``, :class:`TaskEnd`), before the event is reported, since
+  an ESDL of many megabytes fits no Segue message or step output;
 - ERROR -> ``StepFailed(retryable=False, error=ErrorInfo(kind="omotes_task_error",
   message=<logs>, details=<JSON {"esdl_messages": [...]}>))``.
 """
@@ -32,8 +35,8 @@ from typing import Any
 from uuid import UUID
 
 from segue.omotes.celery_wire import AmqpMessage, task_message
-from segue.omotes.store import OmotesInput
-from segue.omotes.translate import TASK_ERROR_KIND
+from segue.omotes.store import OmotesInput, OmotesOutput
+from segue.omotes.translate import TASK_ERROR_KIND, OutputEsdlRef
 from segue.omotes.wire.omotes_wire_pb2 import EsdlMessage, TaskProgressUpdate, TaskResult
 from segue.protocol.codec import encode
 from segue.protocol.messages import (
@@ -173,18 +176,35 @@ def progressed(update: TaskProgressUpdate, record: TaskRecord, now: datetime) ->
     )
 
 
-def finished(result: TaskResult, record: TaskRecord, now: datetime, max_bytes: int) -> WorkerEvent:
+@dataclass(frozen=True, slots=True)
+class TaskEnd:
+    """What a worker's result becomes: the Segue event, and the output ESDL to store
+    before the event is reported (None: there is none)."""
+
+    event: WorkerEvent
+    output: OmotesOutput | None = None
+
+
+def finished(result: TaskResult, record: TaskRecord, now: datetime, max_bytes: int) -> TaskEnd:
     """A worker's result: ``StepSucceeded`` or ``StepFailed`` (never retried: OMOTES
     does not retry a task that failed either).
 
-    A result whose event would exceed ``max_bytes`` (the largest message the
-    orchestrator accepts) fails the step instead, saying what to raise.
+    A succeeded task's output ESDL becomes a row of ``omotes_outputs`` (the
+    UTF-8 bytes the worker sent, keyed by the record's job and attempt) and the
+    step output refers to it (:class:`~segue.omotes.translate.OutputEsdlRef`).
+    A result whose event would still exceed ``max_bytes`` (the largest message
+    the orchestrator accepts: logs and ESDL messages travel in the event) fails
+    the step instead, saying what to raise.
     """
     messages = esdl_message_dicts(result.esdl_messages)
     event: WorkerEvent
+    stored: OmotesOutput | None = None
     if result.result_type == TaskResult.SUCCEEDED:
-        output_esdl = result.output_esdl if result.HasField("output_esdl") else None
-        output = {"output_esdl": output_esdl, "esdl_messages": messages, "logs": result.logs}
+        output: dict[str, Any] = {"output_esdl": None}
+        if result.HasField("output_esdl"):
+            stored = OmotesOutput(record.job_id, record.attempt_id, result.output_esdl.encode())
+            output = OutputEsdlRef(record.attempt_id, len(stored.esdl)).as_output()
+        output.update(esdl_messages=messages, logs=result.logs)
         event = StepSucceeded(**event_fields(record, now), output=output)
     else:
         error = ErrorInfo(
@@ -193,14 +213,14 @@ def finished(result: TaskResult, record: TaskRecord, now: datetime, max_bytes: i
         event = StepFailed(**event_fields(record, now), error=error, retryable=False)
     size = len(encode(event))
     if size <= max_bytes:
-        return event
+        return TaskEnd(event, stored)
     reason = (
-        f"the result of OMOTES task {record.task_type} is {size} bytes, more than the "
-        f"{max_bytes} bytes a Segue event may have: raise SEGUE_MAX_MESSAGE_BYTES (and "
-        "the workflow's max_output_bytes) to accept it"
+        f"the result of OMOTES task {record.task_type} is {size} bytes without its output "
+        f"ESDL (logs and ESDL messages), more than the {max_bytes} bytes a Segue event may "
+        "have: raise SEGUE_MAX_MESSAGE_BYTES (and the workflow's max_output_bytes) to accept it"
     )
     error = ErrorInfo(kind=OUTPUT_TOO_LARGE_KIND, message=reason)
-    return StepFailed(**event_fields(record, now), error=error, retryable=False)
+    return TaskEnd(StepFailed(**event_fields(record, now), error=error, retryable=False))
 
 
 def esdl_message_dicts(messages: Iterable[EsdlMessage]) -> list[dict[str, Any]]:

@@ -158,6 +158,11 @@ class GetJob(Message):
     type: Literal["get_job"] = "get_job"
     job_id: UUID
     include_history: bool = True
+    include_queue: bool = Field(
+        default=False,
+        description="while a step of the job waits for a worker, also estimate where it "
+        "stands in its queue (JobView.queue: a few queries, made only when asked)",
+    )
 
 
 class ListWorkflows(Message):
@@ -375,6 +380,44 @@ class HistoryEntry(BaseModel):
     data: JsonObject = Field(default_factory=dict)
 
 
+class QueueEstimate(BaseModel):
+    """Where a job's waiting step stands in its task queue, estimated when asked.
+
+    An estimate, not a promise: it assumes the queue drains as fast as it did
+    lately, and a task of higher priority submitted later still goes first
+    (see ``docs/operator.md``, "Queue position and ETA").
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: str
+    queue: str
+    position: int = Field(
+        ge=1, description="1: the next task the queue's workers get (of the job's first task)"
+    )
+    waiting: int = Field(ge=0, description="tasks waiting in the queue, this job's included")
+    tasks: int = Field(default=1, ge=1, description="tasks of this job waiting (map items)")
+    busy: int = Field(
+        ge=0, description="attempts of the queue running and heard from lately (workers' slots)"
+    )
+    workers: int = Field(
+        ge=0, description="distinct workers that ran or finished a task of the queue lately"
+    )
+    step_duration_s: float | None = Field(
+        default=None, description="median run time of the step's recent attempts (None: none)"
+    )
+    samples: int = Field(default=0, ge=0, description="finished attempts that median is of")
+    due_in_s: float = Field(
+        default=0.0, ge=0, description="seconds until a retry waiting for its backoff is queued"
+    )
+    eta_s: float | None = Field(
+        default=None,
+        description="estimated seconds from ``at`` until the job's waiting tasks of the step "
+        "are done (None: no recent run to go by, or no worker seen)",
+    )
+    at: datetime = Field(description="when the estimate was made")
+
+
 class JobView(BaseModel):
     """A job's state as stored by the orchestrator."""
 
@@ -398,6 +441,10 @@ class JobView(BaseModel):
     finished_at: datetime | None
     attempts: list[AttemptView] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
+    queue: QueueEstimate | None = Field(
+        default=None,
+        description="where its waiting step stands in its queue (asked with include_queue)",
+    )
 
 
 class JobReply(Message):

@@ -42,6 +42,7 @@ from segue.settings import Settings
 from segue.store.migrate import upgrade_database
 from segue.store.repository import Store
 from segue.store.stats import Stats
+from segue.web.app import build_web_app
 from segue.workflows.loader import load_workflows
 
 DRAIN_TIMEOUT_S = 30.0
@@ -214,7 +215,10 @@ async def _assembled(
         )
         monitor = HealthMonitor(store, connection, metrics)
         await monitor.probe()
-        http = HealthServer(monitor, metrics, settings.http_host, settings.http_port)
+        web = build_web_app(settings.database_url, clock) if settings.web_enabled else None
+        if web is not None:
+            stack.callback(web.close)  # after the server below has stopped
+        http = HealthServer(monitor, metrics, settings.http_host, settings.http_port, web=web)
         http.start()
         stack.callback(http.stop)
         retention = _retention(settings, store, metrics, clock)
@@ -315,6 +319,7 @@ def _retention(
         clock,
         count_jobs=metrics.jobs_pruned.inc,
         count_cancels=metrics.pending_cancels_pruned.inc,
+        count_outbox=metrics.outbox_pruned.inc,
     )
 
 

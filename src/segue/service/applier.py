@@ -124,6 +124,18 @@ class Applied:
     decision: Decision
 
 
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A batch written in a transaction that has not committed yet: one
+    :class:`Applied` per change, and what to publish (and observe) once it has
+    (see :meth:`Applier.send`)."""
+
+    applied: list[Applied]
+    rows: list[OutboxRow]
+    notices: list[Outgoing]
+    writes: list[JobWrite]
+
+
 @dataclass(slots=True)
 class _Fold:
     """One job's state through the events of a batch, and what they produced."""
@@ -172,6 +184,7 @@ class Applier:
         is_transient: Callable[[BaseException], bool],
         horizon: Callable[[], datetime] | None = None,
         on_timer_failed: Callable[[], None] | None = None,
+        on_written: Callable[[Sequence[JobWrite]], None] | None = None,
     ) -> None:
         self._store = store
         self._is_transient = is_transient
@@ -180,6 +193,7 @@ class Applier:
         self._clock = clock
         self._horizon = horizon or clock
         self._on_timer_failed = on_timer_failed
+        self._on_written = on_written
         self._timer_failures: dict[UUID, int] = {}
         self._log = structlog.get_logger("segue.applier")
 
@@ -198,16 +212,36 @@ class Applier:
 
     async def _apply_once(self, changes: Sequence[Change]) -> list[Applied]:
         now = self._clock()
-        commands = any(isinstance(c.event, JobSubmitted | CancelRequested) for c in changes)
         async with self._store.transaction() as tx:
-            locked = await tx.lock_jobs((c.job_id for c in changes), absent_too=commands)
-            if commands:
-                changes = await _with_pending_cancels(tx, locked, changes)
-            applied, rows, notices = await self._decide_and_write(tx, locked, changes, now)
-            if commands:
-                await tx.add_pending_cancels(_pending_cancels(changes, applied))
-        await self._sender.send(rows, notices)
-        return applied
+            staged = await self.apply_within(tx, changes, now)
+        await self.send(staged)
+        return staged.applied
+
+    async def apply_within(
+        self, tx: JobTransactionPort, changes: Sequence[Change], now: datetime
+    ) -> Staged:
+        """Apply the changes inside ``tx``, a transaction of the caller's that may hold
+        more (the scheduler advances its schedules in it); call :meth:`send` once it
+        has committed. Raises :class:`ConcurrentInsertError` like :meth:`apply`, and
+        then ``tx`` must be rolled back."""
+        commands = any(isinstance(c.event, JobSubmitted | CancelRequested) for c in changes)
+        locked = await tx.lock_jobs((c.job_id for c in changes), absent_too=commands)
+        if commands:
+            changes = await _with_pending_cancels(tx, locked, changes)
+        staged = await self._decide_and_write(tx, locked, changes, now)
+        if commands:
+            await tx.add_pending_cancels(_pending_cancels(changes, staged.applied))
+        return staged
+
+    async def send(self, staged: Staged) -> None:
+        """Publish what a committed batch must send, and tell ``on_written`` what it wrote
+        (metrics: a failure there is logged and never stops the publishing)."""
+        if self._on_written is not None and staged.writes:
+            try:
+                self._on_written(staged.writes)
+            except Exception as exc:
+                self._log.error("observing_writes_failed", error=describe(exc))
+        await self._sender.send(staged.rows, staged.notices)
 
     async def sweep(self, limit: int) -> int:
         """Fire the timers of up to ``limit`` due jobs; returns how many were due.
@@ -226,14 +260,14 @@ class Applier:
                 due = list(locked)
                 timer = TimerFired(horizon=horizon)
                 timers = [Change(job_id, timer) for job_id in due]
-                _, rows, notices = await self._decide_and_write(tx, locked, timers, now)
+                staged = await self._decide_and_write(tx, locked, timers, now)
         except Exception as exc:
             if not due or self._is_transient(exc):
                 raise
             self._log.warning("timers_batch_failed", jobs=len(due), error=describe(exc))
             await self._sweep_one_by_one(due, horizon)
             return len(due)
-        await self._sender.send(rows, notices)
+        await self.send(staged)
         return len(due)
 
     async def _sweep_one_by_one(self, job_ids: Sequence[UUID], horizon: datetime) -> None:
@@ -270,13 +304,13 @@ class Applier:
         locked: dict[UUID, Locked],
         changes: Sequence[Change],
         now: datetime,
-    ) -> tuple[list[Applied], list[OutboxRow], list[Outgoing]]:
+    ) -> Staged:
         """Fold ``decide`` over each job's changes and write the batch; returns one
-        :class:`Applied` per change, the outbox rows written and the notices."""
+        :class:`Applied` per change, the outbox rows and jobs written and the notices."""
         folds: dict[UUID, _Fold] = {}
         applied = [self._decide(folds, locked, change, now) for change in changes]
-        rows, notices = await self._write(tx, folds.values(), now)
-        return applied, rows, notices
+        rows, notices, writes = await self._write(tx, folds.values(), now)
+        return Staged(applied, rows, notices, writes)
 
     def _decide(
         self, folds: dict[UUID, _Fold], locked: dict[UUID, Locked], change: Change, now: datetime
@@ -297,7 +331,7 @@ class Applier:
 
     async def _write(
         self, tx: JobTransactionPort, folds: Iterable[_Fold], now: datetime
-    ) -> tuple[list[OutboxRow], list[Outgoing]]:
+    ) -> tuple[list[OutboxRow], list[Outgoing], list[JobWrite]]:
         writes: list[JobWrite] = []
         effects: list[Effect] = []
         jobs: dict[UUID, Job] = {}
@@ -317,7 +351,7 @@ class Applier:
             self._message(notice, jobs[notice.job_id], now) for notice in latest_notices(effects)
         ]
         rows = [OutboxRow(row_id, message) for row_id, message in zip(ids, durable, strict=True)]
-        return rows, notices
+        return rows, notices, writes
 
     def _message(self, effect: Effect, job: Job, now: datetime) -> Outgoing:
         return to_outbox(effect, self._names, now, job.updates_key, job.owner)

@@ -46,6 +46,7 @@ from segue.protocol.codec import (
 )
 from segue.protocol.envelope import Outgoing
 from segue.protocol.messages import (
+    AttemptStatus,
     CancelJob,
     Command,
     ErrorInfo,
@@ -56,6 +57,7 @@ from segue.protocol.messages import (
     JobStatus,
     JobView,
     ListWorkflows,
+    QueueEstimate,
     RetryJob,
     StepFailed,
     StepHeartbeat,
@@ -73,6 +75,7 @@ from segue.service.lag import EventsHorizon
 from segue.service.turns import Turns
 from segue.workflows.loader import Catalog
 
+WAITING_ATTEMPT_STATUSES = frozenset({AttemptStatus.SCHEDULED, AttemptStatus.DISPATCHED})
 MAX_REASON_CHARS = 4000
 """Longest rejection reason sent back (a huge invalid payload must not echo back whole)."""
 
@@ -104,6 +107,10 @@ class JobReader(Protocol):
 
     async def job_view(self, job_id: UUID, include_history: bool = True) -> JobView | None:
         """The job, or None if there is none."""
+        ...
+
+    async def queue_estimate(self, job_id: UUID, now: datetime) -> QueueEstimate | None:
+        """Where the job's waiting step stands in its queue; None if none waits."""
         ...
 
 
@@ -328,6 +335,9 @@ class Handlers:
                 message, ErrorReply(error=ErrorInfo(kind=kinds.FORBIDDEN, message=reason))
             )
             return Outcome.dead(reason)
+        if view is not None and command.include_queue and _has_waiting_step(view):
+            estimate = await self._reader.queue_estimate(command.job_id, self._clock())
+            view = view.model_copy(update={"queue": estimate})
         await self._reply(message, JobReply(job_id=command.job_id, job=view))
         return Outcome.ack("job_queried")
 
@@ -417,6 +427,13 @@ def _user(message: AbstractIncomingMessage) -> str | None:
     """The user that sent ``message`` (RabbitMQ checks ``user_id`` against the
     connection's user), None if it did not say."""
     return message.user_id or None
+
+
+def _has_waiting_step(view: JobView) -> bool:
+    """Whether an attempt of the live job waits for a worker (or for its retry)."""
+    return not view.status.is_terminal and any(
+        attempt.status in WAITING_ATTEMPT_STATUSES for attempt in view.attempts
+    )
 
 
 def _foreign_updates_key(command: Command, user: str | None) -> _Refused | None:

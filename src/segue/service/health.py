@@ -1,9 +1,11 @@
 """Liveness, readiness and metrics over HTTP: ``/healthz``, ``/readyz``, ``/metrics``.
 
 A monitor task probes the database and the broker every few seconds and keeps
-the latest verdict; a small WSGI server from the standard library (in a daemon
-thread, so a busy event loop never delays a probe) serves it, together with
-the Prometheus exposition of :class:`~segue.service.metrics.Metrics`.
+the latest verdict; a small WSGI server from the standard library (in daemon
+threads, one per request, so neither a busy event loop nor a slow page delays a
+probe) serves it, together with the Prometheus exposition of
+:class:`~segue.service.metrics.Metrics` and, when enabled, the read-only jobs
+web page (:mod:`segue.web`), which answers every other path.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -26,6 +29,7 @@ from segue.store.repository import Store
 
 PROBE_TIMEOUT_S = 3.0
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 @dataclass
@@ -92,13 +96,30 @@ class QuietHandler(WSGIRequestHandler):
         """Probes are frequent; they are not logged."""
 
 
-class HealthServer:
-    """Serves the monitor's verdict and the metrics from a daemon thread."""
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """Answers each request in a daemon thread of its own."""
 
-    def __init__(self, monitor: HealthMonitor, metrics: Metrics, host: str, port: int) -> None:
+    daemon_threads = True
+
+
+class HealthServer:
+    """Serves the monitor's verdict and the metrics (and ``web``, if given, on every
+    other path) from daemon threads."""
+
+    def __init__(
+        self,
+        monitor: HealthMonitor,
+        metrics: Metrics,
+        host: str,
+        port: int,
+        web: WsgiApp | None = None,
+    ) -> None:
         self._monitor = monitor
         self._metrics_app = make_wsgi_app(metrics.registry)
-        self._server: WSGIServer = make_server(host, port, self._app, handler_class=QuietHandler)
+        self._web = web
+        self._server: WSGIServer = make_server(
+            host, port, self._app, server_class=ThreadingWSGIServer, handler_class=QuietHandler
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="segue-http", daemon=True
         )
@@ -130,6 +151,8 @@ class HealthServer:
                 return _json(start_response, "200 OK", {"status": "ready"})
             payload = {"status": "not ready", "problems": readiness.problems}
             return _json(start_response, "503 Service Unavailable", payload)
+        if self._web is not None:
+            return self._web(environ, start_response)
         return _json(start_response, "404 Not Found", {"error": f"no such path {path}"})
 
 

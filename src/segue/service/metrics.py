@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from segue.broker.boundary import Outcome
+from segue.broker.boundary import Outcome, Verdict
+from segue.service.operator_metrics import OperatorMetrics
 
 
 class Metrics:
@@ -61,6 +62,12 @@ class Metrics:
             "Cancels of jobs never submitted, deleted once past retention.",
             registry=self.registry,
         )
+        self.outbox_pruned = Counter(
+            "segue_outbox_pruned_total",
+            "Quarantined outbox rows nobody released, deleted once past retention.",
+            registry=self.registry,
+        )
+        self.operator = OperatorMetrics(self.registry)
 
     def observe(self, queue: str, outcome: Outcome, seconds: float) -> None:
         """Count one settled message (the consume boundary calls this)."""
@@ -69,6 +76,8 @@ class Metrics:
         if counter is None:  # looking a labelled child up costs more than counting
             counter = self._counted[key] = self.messages.labels(queue=queue, verdict=key[1])
         counter.inc()
+        if outcome.verdict is Verdict.DEAD_LETTER:
+            self.operator.dead_lettered(queue)
         timer = self._timed.get(queue)
         if timer is None:
             timer = self._timed[queue] = self.handling_seconds.labels(queue=queue)

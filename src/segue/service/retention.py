@@ -1,11 +1,14 @@
-"""Retention: finished jobs, and cancels of jobs that were never submitted, are
-deleted once they are older than the configured age, so the database stops growing.
+"""Retention: finished jobs, cancels of jobs that were never submitted and
+quarantined outbox rows nobody released are deleted once they are older than the
+configured age, so the database stops growing.
 
 A job's attempts and history go with it (``ON DELETE CASCADE``); jobs that are
-still queued or running are never touched. Deletes go in bounded batches, one
-statement each that skips rows another transaction holds, with a pause between
-batches: a large backlog (say, after an upgrade) never holds many locks or the
-database for long, and several replicas can prune at once.
+still queued or running are never touched. Outbox rows that are not quarantined
+are deleted as soon as they are published, so only quarantined ones can linger.
+Deletes go in bounded batches, one statement each that skips rows another
+transaction holds, with a pause between batches: a large backlog (say, after an
+upgrade) never holds many locks or the database for long, and several replicas
+can prune at once.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ class PrunableStore(Protocol):
         """Delete up to ``limit`` cancels of unsubmitted jobs kept since then; how many were."""
         ...
 
+    async def purge_quarantined_outbox(self, quarantined_before: datetime, limit: int = 500) -> int:
+        """Delete up to ``limit`` outbox rows quarantined since then; how many were."""
+        ...
+
 
 def _uncounted(_amount: float) -> None:
     return None
@@ -52,11 +59,13 @@ class Retention:
     clock: Callable[[], datetime]
     count_jobs: Count = _uncounted
     count_cancels: Count = _uncounted
+    count_outbox: Count = _uncounted
     batch: int = PRUNE_BATCH
     pause_s: float = PRUNE_PAUSE_S
 
     async def prune(self) -> tuple[int, int]:
-        """Delete every finished job and pending cancel past retention, batch by batch.
+        """Delete every finished job, pending cancel and quarantined outbox row past
+        retention, batch by batch.
 
         Returns how many jobs and how many cancels were deleted.
         """
@@ -66,6 +75,12 @@ class Retention:
         )
         cancels = await self._drain(
             "pending_cancels_pruned", self.store.purge_pending_cancels, self.count_cancels, cutoff
+        )
+        await self._drain(
+            "quarantined_outbox_pruned",
+            self.store.purge_quarantined_outbox,
+            self.count_outbox,
+            cutoff,
         )
         return jobs, cancels
 

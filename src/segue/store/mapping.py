@@ -138,7 +138,7 @@ def attempt_to_row(job_id: UUID, ordinal: int, attempt: Attempt) -> dict[str, An
         "error": error_to_json(attempt.error),
         "item_index": attempt.item_index,
         "iteration": attempt.iteration,
-        "progress_records": attempt.progress_records,
+        "progress_records": attempt.progress_reports,
     }
 
 
@@ -163,7 +163,7 @@ def row_to_attempt(row: Row) -> Attempt:
         error=error_from_json(row["error"]),
         item_index=row["item_index"],
         iteration=row["iteration"],
-        progress_records=row["progress_records"],
+        progress_reports=row["progress_records"],
     )
 
 

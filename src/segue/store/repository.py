@@ -33,10 +33,12 @@ import asyncpg
 from pydantic_core import to_json
 
 from segue.engine.effects import Record
+from segue.engine.estimates import estimate_queue
 from segue.engine.state import Attempt, Job
 from segue.errors import SegueError
 from segue.protocol.envelope import Outgoing
-from segue.protocol.messages import HistoryEntry, JobStatus, JobView
+from segue.protocol.messages import HistoryEntry, JobStatus, JobView, QueueEstimate
+from segue.store.listing import JobFilter, JobPage, fetch_jobs_page
 from segue.store.mapping import (
     Row,
     aware,
@@ -48,6 +50,7 @@ from segue.store.mapping import (
     row_to_job_view,
     workflow_to_row,
 )
+from segue.store.queueing import queue_figures
 from segue.store.urls import asyncpg_dsn
 from segue.workflows.model import Workflow
 
@@ -286,6 +289,12 @@ class JobTransaction:
         self._connection = connection
         self._definitions = definitions
         self.inserted_definitions: set[str] = set()
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        """The transaction's connection, for statements on other tables that must
+        commit with the jobs (see :mod:`segue.store.schedules`)."""
+        return self._connection
 
     async def lock_jobs(
         self, job_ids: Iterable[UUID], *, absent_too: bool = False
@@ -656,6 +665,18 @@ class Store:
         views = [row_to_attempt_view(a) for a in attempts.get(job_id, ())]
         return row_to_job_view(row, views, history)
 
+    async def queue_estimate(self, job_id: UUID, now: datetime) -> QueueEstimate | None:
+        """Where the job's waiting step stands in its queue and when it may be done; None
+        if no step of it waits. Queries made on read only (see :mod:`segue.store.queueing`)."""
+        async with self._snapshot() as connection:
+            figures = await queue_figures(connection, self.definitions, job_id, now)
+        return None if figures is None else estimate_queue(figures, now)
+
+    async def jobs_page(self, job_filter: JobFilter) -> JobPage:
+        """One page of jobs, newest first, filtered (see :mod:`segue.store.listing`)."""
+        async with self._snapshot() as connection:
+            return await fetch_jobs_page(connection, job_filter)
+
     async def list_jobs(self, status: JobStatus | None = None, limit: int = 100) -> list[JobView]:
         """The most recently updated jobs (of one status, if given), without history."""
         async with self._snapshot() as connection:
@@ -697,6 +718,19 @@ class Store:
                 "DELETE FROM pending_cancels WHERE job_id IN (SELECT job_id FROM pending_cancels"
                 " WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
                 aware(created_before, "created_before"),
+                limit,
+            )
+        return int(status.split()[-1])
+
+    async def purge_quarantined_outbox(self, quarantined_before: datetime, limit: int = 500) -> int:
+        """Delete up to ``limit`` outbox rows quarantined before ``quarantined_before``
+        (messages the broker kept refusing that nobody released). Rows another
+        transaction holds are skipped. Returns how many were deleted."""
+        async with self._pool.acquire() as connection:
+            status = await connection.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+                " WHERE quarantined_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                aware(quarantined_before, "quarantined_before"),
                 limit,
             )
         return int(status.split()[-1])
@@ -864,7 +898,7 @@ def _attempt_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
         [_optional_json(error_to_json(a.error)) for a in attempts],
         [a.item_index for a in attempts],
         [a.iteration for a in attempts],
-        [a.progress_records for a in attempts],  # the last: a parameter after the outbox's
+        [a.progress_reports for a in attempts],  # the last: a parameter after the outbox's
     ]
 
 

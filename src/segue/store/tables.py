@@ -9,7 +9,9 @@ schema (an integration test compares the two).
   (NULL: never), ``last_seq`` how many history entries were written.
 - ``step_attempts``: every attempt of every job, ``ordinal`` is its 1-based
   position in ``Job.attempts``; ``item_index`` the map item it runs (NULL: not
-  a map), ``iteration`` the run of a repeated step.
+  a map), ``iteration`` the run of a repeated step, ``progress_records`` the
+  distinct progress reports it received (its name is older than the rule that
+  records a thinned subset of them: :mod:`segue.engine.progress`).
 - ``job_events``: the append-only history, ``(job_id, seq)``.
 - ``outbox``: messages committed with the state they belong to, deleted once
   published; a row the broker keeps refusing is quarantined (``quarantined_at``,
@@ -20,6 +22,12 @@ schema (an integration test compares the two).
 - ``omotes_tasks``: the Celery tasks the OMOTES bridge dispatched and has not
   seen the end of. No foreign key to ``jobs``: its rows are locked ``FOR
   UPDATE``, which a key check on insert would wait for; orphans are pruned.
+- ``omotes_outputs``: the output ESDL (UTF-8 bytes) of each step attempt an
+  OMOTES Celery worker finished; the step output carries only a reference. It
+  goes with its job (a key check on insert may wait a moment for the job's
+  lock: the bridge writes it once per result, not on a hot path).
+- ``schedules``: recurring jobs (see :mod:`segue.store.schedules`); the
+  scheduler takes due rows by ``next_due_at`` (partial index on enabled ones).
 - ``jobs.secret`` derives the job's attempt ids and tokens; ``jobs.owner`` is the
   RabbitMQ user that submitted it; ``jobs.update_seq`` numbers its updates.
 """
@@ -48,7 +56,9 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    literal_column,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -80,6 +90,10 @@ def _json(name: str, *, nullable: bool = False) -> Column[object]:
     # none_as_null: Python None is stored as SQL NULL, never as JSON 'null'.
     return Column(name, JSONB(none_as_null=True), nullable=nullable)
 
+
+ERROR_TEXT_SQL = "((error ->> 'kind') || ': ') || (error ->> 'message')"
+"""The text of a job's error that ``--error`` searches (``kind: message``), as
+SQL: a trigram index covers exactly this expression."""
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -131,6 +145,25 @@ jobs = Table(
     Index("ix_jobs_wake_at", "wake_at", postgresql_where=text("wake_at IS NOT NULL")),
     Index("ix_jobs_status_updated_at", "status", "updated_at"),
     Index("ix_jobs_reference", "reference"),
+    # Listing, newest first by keyset (segue.store.listing, migration 0008).
+    Index("ix_jobs_created_at_job_id", "created_at", "job_id"),
+    Index("ix_jobs_status_created_at_job_id", "status", "created_at", "job_id"),
+    Index("ix_jobs_workflow_name_created_at_job_id", "workflow_name", "created_at", "job_id"),
+    Index("ix_jobs_current_step_created_at_job_id", "current_step", "created_at", "job_id"),
+    Index(
+        "ix_jobs_owner_created_at_job_id",
+        "owner",
+        "created_at",
+        "job_id",
+        postgresql_where=text("owner IS NOT NULL"),
+    ),
+    Index(
+        "ix_jobs_error_text",
+        literal_column(f"({ERROR_TEXT_SQL})").label("error_text"),
+        postgresql_using="gin",
+        postgresql_ops={"error_text": "gin_trgm_ops"},
+        postgresql_where=text("error IS NOT NULL"),
+    ),
 )
 
 step_attempts = Table(
@@ -230,6 +263,21 @@ omotes_tasks = Table(
     Index("ix_omotes_tasks_created_at", "created_at"),
 )
 
+omotes_outputs = Table(
+    "omotes_outputs",
+    metadata,
+    Column(
+        "job_id",
+        UUID(as_uuid=True),
+        ForeignKey(jobs.c.job_id, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempt_id", UUID(as_uuid=True), nullable=False),
+    Column("esdl", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("job_id", "attempt_id"),
+)
+
 replica_horizons = Table(
     "replica_horizons",
     metadata,
@@ -249,4 +297,29 @@ pending_cancels = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("job_id"),
     Index("ix_pending_cancels_created_at", "created_at"),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("workflow", Text, nullable=False),
+    Column("cron", Text, nullable=False),
+    Column("timezone", Text, nullable=False, server_default=text("'UTC'")),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("priority", SmallInteger, nullable=False, server_default=text("5")),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    _timestamp("next_due_at", nullable=False),
+    _timestamp("last_due_at"),
+    _timestamp("last_fired_at"),
+    Column("last_job_id", UUID(as_uuid=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("source", Text, nullable=False),
+    Column("definition_hash", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("name"),
+    CheckConstraint("source IN ('file', 'cli')", name="source"),
+    CheckConstraint("priority BETWEEN 0 AND 9", name="priority"),
+    Index("ix_schedules_next_due_at", "next_due_at", postgresql_where=text("enabled")),
 )

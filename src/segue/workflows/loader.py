@@ -28,10 +28,12 @@ from segue.workflows.model import (
     NAME_PATTERN,
     UNION_TAGS,
     VAR_PATTERN,
+    ScheduleSpec,
     Workflow,
     WorkflowFile,
 )
 from segue.workflows.parameters import parameters_schema
+from segue.workflows.schedules import schedule_problems
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
@@ -83,11 +85,19 @@ class Catalog:
     """The workflows of one file, by name, in file order.
 
     ``legacy``: the file was in the legacy OMOTES format (its workflows are the
-    task types of OMOTES workers; see :mod:`segue.omotes.bridge`).
+    task types of OMOTES workers; see :mod:`segue.omotes.bridge`). ``schedules``:
+    the recurring jobs the file defines (see :mod:`segue.service.scheduler`).
     """
 
-    def __init__(self, workflows: Iterable[LoadedWorkflow], *, legacy: bool = False) -> None:
+    def __init__(
+        self,
+        workflows: Iterable[LoadedWorkflow],
+        *,
+        legacy: bool = False,
+        schedules: Iterable[ScheduleSpec] = (),
+    ) -> None:
         self.legacy = legacy
+        self.schedules = tuple(schedules)
         self._by_name: dict[str, LoadedWorkflow] = {}
         for loaded in workflows:
             name = loaded.workflow.name
@@ -165,10 +175,11 @@ def parse_workflows(data: Any, source: str = "<memory>") -> Catalog:
         file = WorkflowFile.model_validate(data)
     except ValidationError as exc:
         raise WorkflowConfigError(source, _model_problems(exc)) from exc
-    problems = lint(file)
+    problems = [*lint(file), *schedule_problems(file)]
     if problems:
         raise WorkflowConfigError(source, problems)
-    return Catalog(LoadedWorkflow.of(workflow) for workflow in file.workflows)
+    loaded = (LoadedWorkflow.of(workflow) for workflow in file.workflows)
+    return Catalog(loaded, schedules=file.schedules)
 
 
 def _parse_legacy(data: list[Any], source: str) -> Catalog:

@@ -20,7 +20,8 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
-from segue.protocol.names import QUEUE_NAME_PATTERN
+from segue.protocol.names import MAX_PRIORITY, QUEUE_NAME_PATTERN
+from segue.workflows.cron import DEFAULT_TIMEZONE, check_cron, check_timezone
 from segue.workflows.timevalues import (
     DATETIME_PATTERN,
     DURATION_PATTERN,
@@ -519,6 +520,43 @@ class Workflow(Strict):
         return step.max_output_bytes or self.max_output_bytes
 
 
+class ScheduleSpec(Strict):
+    """A recurring job: a job of ``workflow`` with ``params`` each time ``cron`` matches.
+
+    Schedules of the file are stored at the orchestrator's start (see
+    :mod:`segue.store.schedules`); ``segue schedules`` lists and pauses them.
+    """
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique among schedules")
+    workflow: str = Field(description="the workflow each job runs")
+    cron: str = Field(
+        description="five fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'"
+    )
+    timezone: str = Field(
+        default=DEFAULT_TIMEZONE, description="IANA time zone the cron fields are read in"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the params of each job (checked like a submission's)"
+    )
+    priority: int = Field(default=5, ge=0, le=MAX_PRIORITY, description="of each job's tasks")
+    enabled: bool = Field(
+        default=True,
+        description="false: stored paused (`segue schedules resume` starts it); applied when "
+        "the schedule is new or its definition here changed",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        return check_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        check_timezone(value)
+        return value
+
+
 class WorkflowFile(Strict):
     """The whole ``workflow_config.json``."""
 
@@ -527,6 +565,9 @@ class WorkflowFile(Strict):
     )
     format_version: Literal[1] = 1
     workflows: list[Workflow] = Field(min_length=1)
+    schedules: list[ScheduleSpec] = Field(
+        default_factory=list, description="recurring jobs of these workflows"
+    )
 
 
 AllOf.model_rebuild()

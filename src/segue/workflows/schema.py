@@ -32,6 +32,8 @@ DESCRIPTION = (
     "on values that never exist, maps over what is no list, misused parallel "
     "branches, contradictory parameter specs and constraints on unknown parameters or "
     "between values that do not compare. "
+    "The optional 'schedules' list defines recurring jobs: a workflow, its params and a "
+    "five-field cron expression read in a time zone (default UTC). "
     "The legacy OMOTES format (a top-level array of workflow types) also loads; this "
     "schema does not describe it."
 )
