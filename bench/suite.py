@@ -85,7 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
-            "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+            "BENCH_POSTGRES_URL",
+            # Loopback without TLS, as the figures in docs/performance.md were taken
+            # (a server with TLS on would otherwise be used with it: sslmode=prefer).
+            "postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable",
         ),
     )
     return parser.parse_args(argv)
