@@ -9,20 +9,20 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
 from rich.console import Console
 
 from segue.cli_schedules import schedules_app
+from segue.cli_support import fail, run, settings_or_exit
 from segue.errors import SegueError
 from segue.logs import configure_logging
-from segue.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from segue.client import SegueClient
@@ -54,25 +54,6 @@ def main() -> None:
     app()
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SegueError as exc:
-        _fail(str(exc))
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except SegueError as exc:
-        _fail(str(exc))
-
-
 # --- service ---------------------------------------------------------------------------
 
 
@@ -81,7 +62,7 @@ def serve() -> None:
     """Run the orchestrator until SIGTERM/SIGINT; SIGHUP reloads the workflow file."""
     from segue.service.app import run_service
 
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
 
     async def serve_until_signalled() -> None:
@@ -92,7 +73,7 @@ def serve() -> None:
         loop.add_signal_handler(signal.SIGHUP, reload.set)
         await run_service(settings, stop, reload=reload)
 
-    _run(serve_until_signalled())
+    run(serve_until_signalled())
 
 
 @db_app.command("upgrade")
@@ -100,11 +81,11 @@ def db_upgrade() -> None:
     """Create the database if it is missing and apply all migrations."""
     from segue.store.migrate import upgrade_database
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         upgrade_database(settings.database_url)
     except SegueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     Console().print("database is up to date")
 
 
@@ -116,13 +97,13 @@ def outbox_list() -> None:
     from segue.store.repository import Store
 
     async def quarantined() -> list[Any]:
-        store = await Store.connect(_settings().database_url, pool_size=1)
+        store = await Store.connect(settings_or_exit().database_url, pool_size=1)
         try:
             return list(await store.quarantined_outbox())
         finally:
             await store.close()
 
-    rows = _run(quarantined())
+    rows = run(quarantined())
     if not rows:
         Console().print("no quarantined outbox rows")
         return
@@ -149,13 +130,13 @@ def outbox_release(
     from segue.store.repository import Store
 
     async def release() -> int:
-        store = await Store.connect(_settings().database_url, pool_size=1)
+        store = await Store.connect(settings_or_exit().database_url, pool_size=1)
         try:
             return await store.release_outbox(row_ids or None)
         finally:
             await store.close()
 
-    Console().print(f"released {_run(release())} outbox rows")
+    Console().print(f"released {run(release())} outbox rows")
 
 
 @worker_app.command("run")
@@ -172,7 +153,7 @@ def worker_run(
     try:
         run_worker(target)
     except SegueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 # --- workflows -------------------------------------------------------------------------
@@ -188,7 +169,7 @@ def workflows_check(
     try:
         catalog = load_workflows(path)
     except WorkflowConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     Console().print(f"{path}: ok ({len(catalog)} workflows: {', '.join(catalog.names)})")
 
 
@@ -213,14 +194,14 @@ def workflows_show(
     from segue.workflows.diagram import to_mermaid, to_outline
     from segue.workflows.loader import WorkflowConfigError, load_workflows
 
-    path = file if file is not None else _settings().workflow_config
+    path = file if file is not None else settings_or_exit().workflow_config
     try:
         catalog = load_workflows(path)
     except WorkflowConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     loaded = catalog.get(name)
     if loaded is None:
-        _fail(f"no workflow {name!r} in {path} (workflows: {', '.join(catalog.names)})")
+        fail(f"no workflow {name!r} in {path} (workflows: {', '.join(catalog.names)})")
     draw = to_mermaid if fmt is ShowFormat.MERMAID else to_outline
     print(draw(loaded.workflow), end="")
 
@@ -238,7 +219,7 @@ def workflows_list(
     if file is not None:
         infos = workflow_infos_from_file(file)
     else:
-        infos = _run(_with_client(lambda client: client.workflows()))
+        infos = run(_with_client(lambda client: client.workflows()))
     if as_json:
         print(json.dumps([info.model_dump(mode="json") for info in infos], indent=2))
     else:
@@ -267,10 +248,10 @@ def submit(
     try:
         params = parse_params(param or [])
     except ValueError as exc:
-        _fail(str(exc), code=2)
-    settings = _settings()
+        fail(str(exc), code=2)
+    settings = settings_or_exit()
     configure_logging("warning", settings.log_format)
-    code = _run(
+    code = run(
         submit_and_follow(
             settings, workflow, params, job_id, priority, reference, wait=wait, as_json=as_json
         )
@@ -317,13 +298,13 @@ def jobs_list(
         raise typer.BadParameter(exc.reason, param_hint=f"'--{exc.field}'") from exc
 
     async def page(chosen: JobFilter) -> JobPage:
-        store = await Store.connect(_settings().database_url, pool_size=1)
+        store = await Store.connect(settings_or_exit().database_url, pool_size=1)
         try:
             return await store.jobs_page(chosen)
         finally:
             await store.close()
 
-    listed = _run(page(job_filter))
+    listed = run(page(job_filter))
     if as_json:
         print(json.dumps(page_json(listed), indent=2))
     else:
@@ -335,9 +316,9 @@ def jobs_show(job_id: UUID, as_json: JsonFlag = False) -> None:
     """Show a job's state, attempts and history."""
     from segue.cli_views import print_job
 
-    view = _run(_with_client(lambda client: client.get(job_id, include_queue=True)))
+    view = run(_with_client(lambda client: client.get(job_id, include_queue=True)))
     if view is None:
-        _fail(f"no job {job_id}")
+        fail(f"no job {job_id}")
     if as_json:
         print(view.model_dump_json(indent=2))
     else:
@@ -352,7 +333,7 @@ def jobs_cancel(
     ] = "cancelled from the CLI",
 ) -> None:
     """Ask the orchestrator to cancel a job."""
-    _run(_with_client(lambda client: client.cancel(job_id, reason=reason)))
+    run(_with_client(lambda client: client.cancel(job_id, reason=reason)))
     Console().print(f"cancel requested for {job_id}")
 
 
@@ -364,7 +345,7 @@ def jobs_retry(
     ] = "retried from the CLI",
 ) -> None:
     """Run a failed or timed-out job again from the step that failed."""
-    view = _run(_with_client(lambda client: client.retry(job_id, reason=reason)))
+    view = run(_with_client(lambda client: client.retry(job_id, reason=reason)))
     Console().print(
         f"job {job_id} is {view.status} again (run {view.run}, from step {view.current_step})"
     )
@@ -382,7 +363,7 @@ def protocol_schema() -> None:
 async def _with_client(action: Callable[[SegueClient], Awaitable[T]]) -> T:
     from segue.client import SegueClient
 
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging("warning", settings.log_format)
     async with SegueClient(settings.amqp_url, namespace=settings.namespace) as client:
         return await action(client)

@@ -10,21 +10,20 @@ exits with status 2 and names it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from segue.cli_support import fail, run, settings_or_exit
 from segue.errors import SegueError
 from segue.protocol.names import MAX_PRIORITY
-from segue.settings import Settings, load_settings
 from segue.workflows.cron import DEFAULT_TIMEZONE, CronError, check_cron, check_timezone, next_due
 
 if TYPE_CHECKING:
@@ -127,7 +126,7 @@ def schedules_add(
     """Add a schedule; exits 2 naming the option that is wrong."""
     from segue.workflows.loader import load_workflows
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         catalog = load_workflows(file or settings.workflow_config)
         schedule = new_schedule(
@@ -136,9 +135,9 @@ def schedules_add(
     except ScheduleOptionError as exc:
         raise typer.BadParameter(str(exc), param_hint=f"'{exc.option}'") from exc
     except SegueError as exc:
-        _fail(str(exc))
-    if not _run(_with_schedules(lambda store: store.add(schedule))):
-        _fail(f"a schedule {name!r} exists already: remove it first")
+        fail(str(exc))
+    if not run(_with_schedules(lambda store: store.add(schedule))):
+        fail(f"a schedule {name!r} exists already: remove it first")
     state = "paused" if paused else f"next run at {schedule.next_due_at.isoformat()}"
     Console().print(f"schedule {name!r} added ({state})")
 
@@ -148,7 +147,7 @@ def schedules_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Show every schedule: when it runs next and what it did last."""
-    rows = _run(_with_schedules(lambda store: store.all()))
+    rows = run(_with_schedules(lambda store: store.all()))
     if as_json:
         print(json.dumps([row.to_json() for row in rows], indent=2))
         return
@@ -161,16 +160,16 @@ def schedules_list(
 @schedules_app.command("remove")
 def schedules_remove(name: NameArgument) -> None:
     """Delete a schedule (one from the workflow file comes back at the next start)."""
-    if not _run(_with_schedules(lambda store: store.remove(name))):
-        _fail(f"no schedule {name!r}")
+    if not run(_with_schedules(lambda store: store.remove(name))):
+        fail(f"no schedule {name!r}")
     Console().print(f"schedule {name!r} removed")
 
 
 @schedules_app.command("pause")
 def schedules_pause(name: NameArgument) -> None:
     """Stop a schedule firing until it is resumed (kept across restarts)."""
-    if not _run(_with_schedules(lambda store: store.set_enabled(name, False))):
-        _fail(f"no schedule {name!r}")
+    if not run(_with_schedules(lambda store: store.set_enabled(name, False))):
+        fail(f"no schedule {name!r}")
     Console().print(f"schedule {name!r} paused")
 
 
@@ -186,9 +185,9 @@ def schedules_resume(name: NameArgument) -> None:
         due = next_due(row.cron, row.timezone, _now())
         return due if await store.set_enabled(name, True, due) else None
 
-    due = _run(_with_schedules(resume))
+    due = run(_with_schedules(resume))
     if due is None:
-        _fail(f"no schedule {name!r}")
+        fail(f"no schedule {name!r}")
     Console().print(f"schedule {name!r} resumed (next run at {due.isoformat()})")
 
 
@@ -211,30 +210,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SegueError as exc:
-        _fail(str(exc))
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except SegueError as exc:
-        _fail(str(exc))
-
-
 async def _with_schedules(action: Callable[[ScheduleStore], Awaitable[T]]) -> T:
     from segue.store.repository import Store
     from segue.store.schedules import ScheduleStore
 
-    store = await Store.connect(_settings().database_url, pool_size=1)
+    store = await Store.connect(settings_or_exit().database_url, pool_size=1)
     try:
         return await action(ScheduleStore(store))
     finally:
