@@ -215,6 +215,35 @@ def test_the_stop_answering_a_started_names_that_start_only() -> None:
     assert current(run.job).worker_id == "w2"
 
 
+def test_a_copy_of_an_earlier_start_does_not_take_the_attempt_back() -> None:
+    # w1 started the task (a redelivery), w2 took it over with a later redelivered
+    # start; then a copy of w1's start is handled again (an event redelivered after
+    # an orchestrator crash). Taking the attempt back on it would stop w2, which
+    # runs it, while w1 stopped long ago: nobody would run the step.
+    run = Run.submitted(pipeline())
+    attempt_id = run.attempt_id
+    first = StepStarted(attempt_id, "w1", redelivered=True, run_id="a", sent_at=at(1))
+    run.apply(first, 1.1)
+    takeover = StepStarted(attempt_id, "w2", redelivered=True, run_id="b", sent_at=at(2))
+    assert run.apply(takeover, 2.1).records[0].type == "step_redelivered"
+    again = run.apply(first, 3)
+    assert again.ignored is not None
+    assert again.ignored.startswith("stale start")
+    assert current(run.job).worker_id == "w2", "w2 keeps the attempt"
+    (answer,) = again.effects
+    assert isinstance(answer, StopAttempt)
+    assert (answer.worker_id, answer.run_id) == ("w1", "a"), "only the copy's start is stopped"
+
+
+def test_a_takeover_sent_after_the_holder_started_moves_the_attempt() -> None:
+    run = Run.submitted(pipeline())
+    attempt_id = run.attempt_id
+    run.apply(StepStarted(attempt_id, "w1", run_id="a", sent_at=at(1)), 1.1)
+    takeover = StepStarted(attempt_id, "w2", redelivered=True, run_id="b", sent_at=at(5))
+    assert run.apply(takeover, 5.1).records[0].type == "step_redelivered"
+    assert current(run.job).worker_id == "w2"
+
+
 def test_a_repeated_started_of_the_worker_running_it_is_ignored_without_a_stop() -> None:
     run = Run.submitted(pipeline())
     attempt_id = run.attempt_id

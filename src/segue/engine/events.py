@@ -43,13 +43,15 @@ class JobSubmitted:
 @dataclass(frozen=True)
 class StepStarted:
     """A worker started an attempt (``redelivered``: the broker delivered it before;
-    ``run_id``: names this start, for the stop that may answer it)."""
+    ``run_id``: names this start, for the stop that may answer it; ``sent_at``: when
+    the worker sent the report, by its clock)."""
 
     attempt_id: UUID
     worker_id: str = ""
     redelivered: bool = False
     token: str | None = None
     run_id: str | None = None
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -446,10 +446,31 @@ def _apply_started(draft: Draft, attempt: Attempt, event: StepStarted) -> Decisi
         start(draft, attempt, event.worker_id, "step_started", redelivered=event.redelivered)
         return draft.decision()
     if event.redelivered and (event.worker_id or None) != attempt.worker_id:
+        if _sent_before_holder_took_it(attempt, event):
+            reason = f"stale start: sent before worker {attempt.worker_id!r} took the attempt"
+            return _ignore(draft.job, attempt, event, reason)
         return _apply_redelivered(draft, attempt, event)
     # A repeated ``started`` of the worker that runs it (or of one that cannot be
     # told apart from it): that worker must go on, so it is not told to stop.
     return _ignore(draft.job, attempt, event, "attempt already running", answer=False)
+
+
+def _sent_before_holder_took_it(attempt: Attempt, event: StepStarted) -> bool:
+    """Whether a redelivered ``started`` was sent before the holder's start was applied.
+
+    A task is redelivered only after its holder went away, which is after that
+    holder reported its start, so a genuine takeover is sent after the holder's
+    start. An older one is a copy of a start that is over (an event delivered
+    again after an orchestrator crash, a duplicate): taking the attempt over on
+    it would stop the worker that runs it. Should a genuine takeover look older
+    (the holder's start was applied late, or the clocks are skewed), it is
+    refused too, which is safe: its holder is gone, so the attempt is found lost
+    and dispatched again.
+    """
+    sent, taken = event.sent_at, attempt.started_at
+    if sent is None or taken is None or sent.tzinfo is None or taken.tzinfo is None:
+        return False
+    return sent < taken
 
 
 def _apply_redelivered(draft: Draft, attempt: Attempt, event: StepStarted) -> Decision:

@@ -490,6 +490,7 @@ def to_engine_event(event: WorkerEvent) -> engine_events.Event:
                 redelivered=event.redelivered,
                 token=event.token,
                 run_id=event.run_id,
+                sent_at=event.sent_at,
             )
         case StepProgressed():
             return engine_events.StepProgressed(
