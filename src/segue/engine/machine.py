@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from segue.engine.draft import Draft, attempt_data
@@ -354,14 +354,8 @@ def _apply_worker_event(job: Job | None, event: WorkerEvent, now: datetime) -> D
             rejection_kind=kinds.WRONG_TOKEN,
         )
     target = _fence(job, attempt, event)
-    if isinstance(target, str):
-        # A heartbeat or progress of another worker may have overtaken that worker's
-        # redelivered ``started`` (events are handled in concurrent batches): it is
-        # fenced, but only a ``started`` is answered with a stop, which every worker
-        # sends first.
-        held_elsewhere = _held_by_another(attempt, event)
-        answer = not (held_elsewhere and isinstance(event, StepProgressed | StepHeartbeat))
-        return _ignore(job, attempt, event, target, answer=answer)
+    if isinstance(target, _Fenced):
+        return _ignore(job, attempt, event, target.reason, answer=target.answer)
     draft = Draft.of(job, now)
     match event:
         case StepStarted():
@@ -376,7 +370,15 @@ def _apply_worker_event(job: Job | None, event: WorkerEvent, now: datetime) -> D
             return _apply_failed(draft, target, event)
 
 
-def _fence(job: Job, attempt: Attempt, event: WorkerEvent) -> Attempt | str:
+@dataclass(frozen=True, slots=True)
+class _Fenced:
+    """Why a worker event must be ignored, and whether its worker is told to stop."""
+
+    reason: str
+    answer: bool = True
+
+
+def _fence(job: Job, attempt: Attempt, event: WorkerEvent) -> Attempt | _Fenced:
     """The attempt a worker event may change, or why the event must be ignored.
 
     A running attempt belongs to the worker that started it: reports of any
@@ -385,15 +387,20 @@ def _fence(job: Job, attempt: Attempt, event: WorkerEvent) -> Attempt | str:
     :func:`_apply_redelivered`).
     """
     if job.status.is_terminal:
-        return f"job is {job.status}"
+        return _Fenced(f"job is {job.status}")
     if not attempt.is_live:
-        return f"stale attempt (already {attempt.status})"
+        return _Fenced(f"stale attempt (already {attempt.status})")
     if attempt.status is AttemptStatus.SCHEDULED:
-        return "attempt not dispatched yet"
+        return _Fenced("attempt not dispatched yet")
     if _held_by_another(attempt, event) and not (
         isinstance(event, StepStarted) and event.redelivered
     ):
-        return f"attempt runs on worker {attempt.worker_id!r}"
+        # A heartbeat or progress of another worker may have overtaken that worker's
+        # redelivered ``started`` (events are handled in concurrent batches): it is
+        # fenced, but only a ``started`` is answered with a stop, which every worker
+        # sends first.
+        answer = not isinstance(event, StepProgressed | StepHeartbeat)
+        return _Fenced(f"attempt runs on worker {attempt.worker_id!r}", answer)
     return attempt
 
 
