@@ -248,6 +248,27 @@ class RunningOmotes:
 OmotesService = Callable[..., contextlib.AbstractAsyncContextManager[RunningOmotes]]
 
 
+def _omotes_settings(config: Path, workflow_file: Any, **fields: Any) -> tuple[Settings, Catalog]:
+    """Write ``workflow_file`` to ``config``; settings of an orchestrator with OMOTES
+    enabled that runs it, quick timers and a free HTTP port (``fields`` add to or
+    override them), and the workflows as loaded."""
+    config.write_text(json.dumps(workflow_file, indent=2), encoding="utf-8")
+    settings = Settings(
+        **{
+            "workflow_config": config,
+            "migrate_on_start": False,
+            "sweep_interval_s": 0.2,
+            "relay_interval_s": 0.5,
+            "relay_grace_s": 1.0,
+            "http_host": "127.0.0.1",
+            "http_port": free_port(),
+            "omotes_enabled": True,
+            **fields,
+        }
+    )
+    return settings, load_workflows(config)
+
+
 @pytest.fixture
 def omotes_service(
     amqp_url: str,
@@ -263,32 +284,21 @@ def omotes_service(
     async def run(
         workflows: Sequence[dict[str, Any]], **overrides: Any
     ) -> AsyncIterator[RunningOmotes]:
-        config = tmp_path / f"workflow_config_{uuid4().hex[:8]}.json"
-        config.write_text(json.dumps(list(workflows), indent=2), encoding="utf-8")
-        catalog = load_workflows(config)
-        omotes_namespace.step_queues |= catalog.queues() | {NO_CELERY_TASK_TYPE}
         omotes_names = omotes_namespace.names
-        settings = Settings(
-            **{
-                "amqp_url": amqp_url,
-                "database_url": database_url,
-                "namespace": omotes_names.namespace,
-                "workflow_config": config,
-                "migrate_on_start": False,
-                "sweep_interval_s": 0.2,
-                "relay_interval_s": 0.5,
-                "relay_grace_s": 1.0,
-                "http_host": "127.0.0.1",
-                "http_port": free_port(),
-                "omotes_enabled": True,
-                "omotes_amqp_url": omotes_amqp_url,
-                "omotes_celery_amqp_url": omotes_celery_amqp_url,
-                # Segue SDK workers stand in for the Celery workers here: once `segue
-                # serve` runs the Celery bridge, it must not take their step queues.
-                "omotes_task_types": NO_CELERY_TASK_TYPE,
-                **overrides,
-            }
+        settings, catalog = _omotes_settings(
+            tmp_path / f"workflow_config_{uuid4().hex[:8]}.json",
+            list(workflows),
+            amqp_url=amqp_url,
+            database_url=database_url,
+            namespace=omotes_names.namespace,
+            omotes_amqp_url=omotes_amqp_url,
+            omotes_celery_amqp_url=omotes_celery_amqp_url,
+            # Segue SDK workers stand in for the Celery workers here: once `segue
+            # serve` runs the Celery bridge, it must not take their step queues.
+            omotes_task_types=NO_CELERY_TASK_TYPE,
+            **overrides,
         )
+        omotes_namespace.step_queues |= catalog.queues() | {NO_CELERY_TASK_TYPE}
         await reset_omotes_vhost(omotes_amqp_url)
         async with running_service(settings):
             gateway = None
@@ -584,31 +594,20 @@ def bridge_service(
 
     @contextlib.asynccontextmanager
     async def run(workflow_file: Any, **overrides: Any) -> AsyncIterator[RunningBridge]:
-        config = tmp_path / f"workflow_config_{uuid4().hex[:8]}.json"
-        config.write_text(json.dumps(workflow_file, indent=2), encoding="utf-8")
-        catalog = load_workflows(config)
-        omotes_namespace.step_queues |= catalog.queues()
         names = omotes_namespace.names
-        settings = Settings(
-            **{
-                "amqp_url": amqp_url,
-                "database_url": database_url,
-                "namespace": names.namespace,
-                "workflow_config": config,
-                "migrate_on_start": False,
-                "sweep_interval_s": 0.2,
-                "relay_interval_s": 0.5,
-                "relay_grace_s": 1.0,
-                "http_host": "127.0.0.1",
-                "http_port": free_port(),
-                "omotes_enabled": True,
-                "omotes_amqp_url": omotes_amqp_url,
-                "omotes_celery_amqp_url": omotes_celery_amqp_url,
-                "omotes_progress_queue": celery_names.progress_queue,
-                "omotes_result_queue": celery_names.result_queue,
-                **overrides,
-            }
+        settings, catalog = _omotes_settings(
+            tmp_path / f"workflow_config_{uuid4().hex[:8]}.json",
+            workflow_file,
+            amqp_url=amqp_url,
+            database_url=database_url,
+            namespace=names.namespace,
+            omotes_amqp_url=omotes_amqp_url,
+            omotes_celery_amqp_url=omotes_celery_amqp_url,
+            omotes_progress_queue=celery_names.progress_queue,
+            omotes_result_queue=celery_names.result_queue,
+            **overrides,
         )
+        omotes_namespace.step_queues |= catalog.queues()
         task_types = omotes_task_types(settings.omotes_task_types, catalog)
         await reset_omotes_vhost(omotes_amqp_url)
         async with running_service(settings), contextlib.AsyncExitStack() as beside:
