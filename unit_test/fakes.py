@@ -105,7 +105,7 @@ class FakeTransaction:
         for cancel in cancels:
             self.staged.pending_cancels.setdefault(cancel.job_id, cancel)
 
-    async def shared_horizon(self, horizon: datetime) -> datetime:
+    async def shared_horizon(self, horizon: datetime, floor: datetime | None = None) -> datetime:
         return horizon
 
     async def due_jobs(self, now: datetime, limit: int) -> list[Locked]:

@@ -108,26 +108,74 @@ async def test_a_quarantined_outbox_row_is_not_claimed_until_released(store: Sto
     assert await store.quarantined_outbox() == []
 
 
-async def test_the_earliest_fresh_horizon_of_the_replicas_counts(
-    store: Store, sql_engine: AsyncEngine
-) -> None:
+async def _fall_silent(sql_engine: AsyncEngine, replica: str) -> None:
+    """``replica`` was last heard of a minute ago (and saw any drain then)."""
+    async with sql_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE replica_horizons SET updated_at = now() - interval '1 minute',"
+                " drained_at = drained_at - interval '1 minute' WHERE replica_id = :replica"
+            ),
+            {"replica": replica},
+        )
+
+
+async def _shared(store: Store, horizon: datetime, floor: datetime | None = None) -> datetime:
+    async with store.transaction() as tx:
+        return await tx.shared_horizon(horizon, floor)
+
+
+async def test_the_earliest_horizon_of_the_replicas_heard_from_counts(store: Store) -> None:
     now = datetime.now(UTC)
     await store.publish_horizon("replica-a", now - timedelta(seconds=30))
     await store.publish_horizon("replica-b", now - timedelta(seconds=5))
-    async with store.transaction() as tx:
-        assert await tx.shared_horizon(now) == now - timedelta(seconds=30)
-        assert await tx.shared_horizon(now - timedelta(hours=1)) == now - timedelta(hours=1)
+    assert await _shared(store, now) == now - timedelta(seconds=30)
+    assert await _shared(store, now - timedelta(hours=1)) == now - timedelta(hours=1)
+    # never before the floor (the longest a backlog may hold deadlines back)
+    assert await _shared(store, now, floor=now - timedelta(seconds=10)) == now - timedelta(
+        seconds=10
+    )
 
-    async with sql_engine.begin() as connection:  # replica-a has not been heard of lately
-        await connection.execute(
-            text(
-                "UPDATE replica_horizons SET updated_at = now() - interval '1 minute'"
-                " WHERE replica_id = 'replica-a'"
-            )
-        )
-    async with store.transaction() as tx:
-        assert await tx.shared_horizon(now) == now - timedelta(seconds=5)
-
+    await store.withdraw_horizon("replica-a")
     await store.withdraw_horizon("replica-b")
-    async with store.transaction() as tx:
-        assert await tx.shared_horizon(now) == now
+    assert await _shared(store, now) == now
+
+
+async def test_a_silent_replica_binds_until_the_events_queue_is_seen_drained_without_it(
+    store: Store, sql_engine: AsyncEngine
+) -> None:
+    """A replica frozen or killed may hold events, or have had them given back to
+    the queue behind newer ones: its last horizon keeps binding after it falls
+    silent, until a replica sees nothing ready and no consumer but the replicas
+    heard from, and every other replica has spoken since."""
+    now = datetime.now(UTC)
+    silent = now - timedelta(seconds=30)
+    await store.publish_horizon("replica-a", silent, ready=0, consumers=3)
+    await _fall_silent(sql_engine, "replica-a")
+    await store.publish_horizon("replica-b", now, ready=4, consumers=3)
+    await store.publish_horizon("replica-c", now, ready=0, consumers=3)
+    assert await _shared(store, now) == silent, "silent, but not released: it binds"
+
+    # b and c are heard from: 3 consumers means a's (frozen) consumer is still there
+    await store.publish_horizon("replica-b", now, ready=0, consumers=3)
+    assert await _shared(store, now) == silent, "a consumer beyond the replicas heard from"
+
+    # a's consumer is gone and nothing is ready, but c has not spoken since
+    await store.publish_horizon("replica-b", now, ready=0, consumers=2)
+    assert await _shared(store, now) == silent, "c may hold what a gave back"
+
+    await store.publish_horizon("replica-c", now, ready=7, consumers=2)
+    assert await _shared(store, now) == now, "drained, and every other replica spoke since"
+
+
+async def test_a_replica_silent_while_the_queue_was_drained_before_it_fell_silent_binds(
+    store: Store, sql_engine: AsyncEngine
+) -> None:
+    now = datetime.now(UTC)
+    silent = now - timedelta(seconds=30)
+    await store.publish_horizon("replica-b", now, ready=0, consumers=1)  # drained, long ago
+    await _fall_silent(sql_engine, "replica-b")
+    await store.publish_horizon("replica-a", silent)
+    await _fall_silent(sql_engine, "replica-a")
+    await store.publish_horizon("replica-b", now, ready=None, consumers=None)  # not known
+    assert await _shared(store, now) == silent

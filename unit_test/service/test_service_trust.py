@@ -4,7 +4,7 @@ the real applier over fakes, with jobs that have secrets and owners."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import pytest
@@ -35,7 +35,7 @@ from segue.protocol.names import client_updates_key
 from segue.service.applier import Applier
 from segue.service.failures import is_transient
 from segue.service.handlers import Handlers
-from segue.service.lag import Backlog, EventsHorizon
+from segue.service.lag import Backlog, EventsHorizon, share_horizon
 from shell_builders import NAMES, body, catalog
 
 JOB = UUID("00000000-0000-4000-8000-0000000000a1")
@@ -373,3 +373,42 @@ async def test_a_broker_that_cannot_be_asked_means_anything_may_wait(shell: Shel
     await horizon.refresh()
 
     assert horizon() == now - timedelta(seconds=600)
+
+
+class Published:
+    """A fake store that keeps what a replica published of its horizon."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, datetime, int | None, int | None]] = []
+
+    async def publish_horizon(
+        self,
+        replica_id: str,
+        horizon: datetime,
+        ready: int | None = None,
+        consumers: int | None = None,
+    ) -> None:
+        self.rows.append((replica_id, horizon, ready, consumers))
+
+
+async def test_a_replica_publishes_its_horizon_with_what_the_broker_said_waits(
+    shell: Shell,
+) -> None:
+    """What the broker said (nothing ready, how many consumers) goes with the horizon:
+    it is what releases a replica that fell silent (see SHARED_HORIZON_SQL)."""
+    now = shell.clock()
+    waiting = Waiting(Backlog(ready=0, held=0, consumers=2))
+    horizon = EventsHorizon(shell.clock, max_lag_s=600, backlog=waiting)
+    store = Published()
+    horizon.consuming()
+    assert horizon.waiting is None
+    assert horizon.floor() == now - timedelta(seconds=600)
+
+    await share_horizon(horizon, store, "replica-a")
+    waiting.backlog = ConnectionError("broker away")
+    await share_horizon(horizon, store, "replica-a")
+
+    assert store.rows == [
+        ("replica-a", now, 0, 2),
+        ("replica-a", now - timedelta(seconds=600), None, None),
+    ]

@@ -212,3 +212,35 @@ async def test_abandoning_an_attempt_reports_nothing() -> None:
         await run
     assert attempt.ctx.cancelled
     assert not sink.of_type(StepSucceeded)
+
+
+class FlakySink(FakeSink):
+    """Refuses the first ``failures`` results, as a broker that is restarting would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def send(self, event: Any) -> bool:
+        if isinstance(event, StepSucceeded):
+            while self.failures:
+                self.failures -= 1
+                await asyncio.sleep(0.15)  # the reporter's retry delay
+            self.events.append(event)
+            return True
+        return await super().send(event)
+
+
+async def test_heartbeats_go_on_while_the_result_is_retried_and_stop_once_it_is_sent() -> None:
+    sink = FlakySink(failures=3)
+
+    async def instant(ctx: StepContext) -> dict[str, Any]:
+        return {"done": True}
+
+    await make_attempt(instant, sink, heartbeat_interval_s=0.1).run()
+    beats = len(sink.of_type(StepHeartbeat))
+    await asyncio.sleep(0.3)
+
+    assert beats >= 3, "no heartbeat while the result waited for the broker"
+    assert len(sink.of_type(StepHeartbeat)) == beats, "heartbeats after the result was sent"
+    assert len(sink.of_type(StepSucceeded)) == 1

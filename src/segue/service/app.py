@@ -31,7 +31,7 @@ from segue.service.applier import Applier
 from segue.service.failures import is_transient
 from segue.service.handlers import Handlers
 from segue.service.health import HealthMonitor, HealthServer
-from segue.service.lag import Backlog, EventsHorizon
+from segue.service.lag import Backlog, EventsHorizon, share_horizon
 from segue.service.metrics import Metrics
 from segue.service.relay import OutboxRelay
 from segue.service.retention import Retention, run_retention
@@ -90,12 +90,13 @@ class EventsBacklog:
         underlay = await self._channel.get_underlay_channel()
         declared = await underlay.queue_declare(self._queue, passive=True)
         ready = declared.message_count or 0
+        consumers = declared.consumer_count
         if self.consumer is None:
-            return Backlog(ready, 0)
+            return Backlog(ready, 0, consumers=consumers)
         if ready == 0:
             self.consumer.forget_returned()
         held, oldest, known = self.consumer.held()
-        return Backlog(ready, held, oldest, known)
+        return Backlog(ready, held, oldest, known, consumers)
 
 
 async def run_service(
@@ -149,8 +150,9 @@ async def run_service(
             await asyncio.gather(*(consumer.stop(DRAIN_TIMEOUT_S) for consumer in consumers))
         )
         parts.horizon.stopped()
-        with contextlib.suppress(Exception):  # it goes stale by itself otherwise
-            await parts.store.withdraw_horizon(replica_id())
+        if not remaining:  # events given back must be covered until others take them
+            with contextlib.suppress(Exception):  # it is released by a drain otherwise
+                await parts.store.withdraw_horizon(replica_id())
         if remaining:
             log.warning("service_stopped_with_messages_in_flight", messages=remaining)
     log.info("service_stopped")
@@ -199,6 +201,7 @@ async def _assembled(
             clock,
             is_transient,
             horizon=horizon,
+            horizon_floor=horizon.floor,
             on_timer_failed=metrics.timer_failures.inc,
             on_written=metrics.operator.observe_writes,
         )
@@ -237,7 +240,7 @@ async def _assembled(
                 run_sweeper(
                     applier,
                     settings.sweep_interval_s,
-                    partial(_share_horizon, horizon, store, replica_id()),
+                    partial(share_horizon, horizon, store, replica_id()),
                 ),
                 "sweeper",
             ),
@@ -326,13 +329,6 @@ def _retention(
 def replica_id() -> str:
     """How this orchestrator process names itself among replicas."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-async def _share_horizon(horizon: EventsHorizon, store: Store, replica: str) -> None:
-    """Before each sweep: ask how many events wait, and tell the other replicas the
-    horizon this replica can vouch for (see :mod:`segue.service.lag`)."""
-    await horizon.refresh()
-    await store.publish_horizon(replica, horizon())
 
 
 def _spawn(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

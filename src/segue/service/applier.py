@@ -77,8 +77,9 @@ class JobTransactionPort(Protocol):
         """Lock and load up to ``limit`` due jobs another transaction does not hold."""
         ...
 
-    async def shared_horizon(self, horizon: datetime) -> datetime:
-        """``horizon``, held back by the horizons other replicas published recently."""
+    async def shared_horizon(self, horizon: datetime, floor: datetime | None = None) -> datetime:
+        """``horizon``, held back by the horizons of the other replicas that still
+        bind, but not before ``floor``."""
         ...
 
     async def write(
@@ -183,6 +184,7 @@ class Applier:
         clock: Callable[[], datetime],
         is_transient: Callable[[BaseException], bool],
         horizon: Callable[[], datetime] | None = None,
+        horizon_floor: Callable[[], datetime] | None = None,
         on_timer_failed: Callable[[], None] | None = None,
         on_written: Callable[[Sequence[JobWrite]], None] | None = None,
     ) -> None:
@@ -192,6 +194,7 @@ class Applier:
         self._names = names
         self._clock = clock
         self._horizon = horizon or clock
+        self._horizon_floor = horizon_floor
         self._on_timer_failed = on_timer_failed
         self._on_written = on_written
         self._timer_failures: dict[UUID, int] = {}
@@ -255,7 +258,8 @@ class Applier:
         due: list[UUID] = []
         try:
             async with self._store.transaction() as tx:
-                horizon = await tx.shared_horizon(horizon)
+                floor = self._horizon_floor() if self._horizon_floor is not None else None
+                horizon = await tx.shared_horizon(horizon, floor)
                 locked = {job.job.job_id: job for job in await tx.due_jobs(horizon, limit)}
                 due = list(locked)
                 timer = TimerFired(horizon=horizon)

@@ -22,9 +22,13 @@ broker and the consumer before each sweep). Before the consumer started, when
 the backlog cannot be asked, or when a held event has no timestamp (an older
 worker), it is as far back as allowed. Only a batch handled successfully moves
 the horizon on. Replicas publish their horizons and each sweeper takes the
-earliest of those written recently (see
-:func:`segue.store.repository.SHARED_HORIZON_SQL`), since events another
-replica holds could still move a deadline.
+earliest of those that still bind (see
+:data:`segue.store.repository.SHARED_HORIZON_SQL`), since events another
+replica holds could still move a deadline. A replica that falls silent keeps
+binding with its last horizon until the events queue is seen drained (what the
+broker said at the last refresh, :attr:`EventsHorizon.waiting`, is published
+with the horizon for that): its events may be held by it while it is frozen,
+or wait in the queue behind newer ones once it is gone.
 
 The horizon trails now by at most ``max_lag_s``. That bounds how long a backlog
 can hold deadlines back, and how far a worker clock running behind can (clocks
@@ -40,18 +44,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import count
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
 class Backlog:
     """What waits: events ready in the broker, and those the consumer holds
     unhandled or gave back (``oldest_held``: the earliest send time among these;
-    ``held_known``: every one of them had a send time)."""
+    ``held_known``: every one of them had a send time); ``consumers``: how many
+    consumers the events queue has, every replica's (None: not known)."""
 
     ready: int
     held: int
     oldest_held: datetime | None = None
     held_known: bool = True
+    consumers: int | None = None
 
 
 AskBacklog = Callable[[], Awaitable[Backlog]]
@@ -74,6 +81,15 @@ class EventsHorizon:
         self._last_handled: datetime | None = None
         self._consuming = False
         self._waiting: Backlog | None = None if backlog is not None else Backlog(0, 0)
+
+    @property
+    def waiting(self) -> Backlog | None:
+        """What the last :meth:`refresh` found waiting (None: not known)."""
+        return self._waiting
+
+    def floor(self) -> datetime:
+        """The earliest the horizon may be: now less ``max_lag_s``."""
+        return self._clock() - self._max_lag
 
     def consuming(self) -> None:
         """The events consumer started."""
@@ -130,3 +146,29 @@ class EventsHorizon:
     def lag_s(self) -> float:
         """How far the horizon trails the clock, in seconds."""
         return (self._clock() - self()).total_seconds()
+
+
+class HorizonBoard(Protocol):
+    """Where replicas publish their horizons (the store)."""
+
+    async def publish_horizon(
+        self,
+        replica_id: str,
+        horizon: datetime,
+        ready: int | None = None,
+        consumers: int | None = None,
+    ) -> None:
+        """Record ``replica_id``'s horizon and what it saw of the events queue."""
+        ...
+
+
+async def share_horizon(horizon: EventsHorizon, board: HorizonBoard, replica: str) -> None:
+    """Before each sweep: ask what waits, and tell the other replicas the horizon this
+    replica can vouch for, with what the broker said (what releases a replica that
+    falls silent: see :data:`segue.store.repository.SHARED_HORIZON_SQL`)."""
+    await horizon.refresh()
+    waiting = horizon.waiting
+    if waiting is None:
+        await board.publish_horizon(replica, horizon())
+    else:
+        await board.publish_horizon(replica, horizon(), waiting.ready, waiting.consumers)

@@ -224,17 +224,53 @@ with them. Columns added later take the parameters after the outbox's ($67 on)."
 
 
 HORIZON_FRESH_S = 10.0
-"""A replica's horizon counts while it was written this recently: one frozen or
-gone for longer no longer holds the others' deadlines back (a replica that died
-had its unsettled events given back to the others, which see them redelivered)."""
+"""A replica's horizon is *fresh* while it was written this recently. A replica
+silent for longer (frozen, killed, cut off) still holds the others' deadlines
+back with its last horizon until it is *released* (see :data:`SHARED_HORIZON_SQL`)."""
 
 SHARED_HORIZON_SQL = """
-SELECT LEAST($1::timestamptz, min(horizon)) FROM replica_horizons
-WHERE updated_at > now() - make_interval(secs => $2::float8)
+SELECT min(r.horizon) FROM replica_horizons r
+WHERE r.updated_at > now() - make_interval(secs => $1::float8)
+   OR NOT EXISTS (
+       SELECT 1 FROM replica_horizons d
+       WHERE d.drained_at > r.updated_at + make_interval(secs => $1::float8)
+         AND NOT EXISTS (
+             SELECT 1 FROM replica_horizons f
+             WHERE f.updated_at > now() - make_interval(secs => $1::float8)
+               AND f.replica_id <> d.replica_id
+               AND f.updated_at <= d.drained_at))
 """
-"""This replica's horizon ($1), or the earliest horizon of a replica heard from
-recently if that is earlier: the events another replica holds unhandled could
-still move a deadline."""
+"""The earliest horizon that still binds: that of every replica heard from
+within $1 seconds, and the last one of every silent replica not released yet.
+
+A silent replica may still hold worker events unhandled (frozen: the broker
+keeps them delivered to it), or have had them given back to the queue (killed),
+where they wait behind events the others already handled. Either way the
+others cannot see them. It is released by a *drain*: a replica saw the events
+queue with nothing ready and no consumer beyond the replicas heard from
+(``drained_at``), later than ``$1`` seconds after the silent one's last word,
+and every other replica heard from has spoken since (its horizon then covers
+what it took of the given-back events). A frozen replica's consumer still
+counts, so it is never released while it may wake up with old events."""
+
+PUBLISH_HORIZON_SQL = """
+WITH gone AS (
+    DELETE FROM replica_horizons WHERE updated_at < now() - interval '1 hour'
+), others AS (
+    SELECT count(*) AS heard FROM replica_horizons
+    WHERE updated_at > now() - make_interval(secs => $5::float8) AND replica_id <> $1
+)
+INSERT INTO replica_horizons (replica_id, horizon, updated_at, drained_at)
+SELECT $1, $2, now(), CASE WHEN $3::int = 0 AND $4::int <= heard + 1 THEN now() END
+FROM others
+ON CONFLICT (replica_id) DO UPDATE SET
+    horizon = EXCLUDED.horizon,
+    updated_at = EXCLUDED.updated_at,
+    drained_at = COALESCE(EXCLUDED.drained_at, replica_horizons.drained_at)
+"""
+"""Record a replica's horizon ($2), and whether it saw the events queue drained:
+nothing ready ($3) and no more consumers ($4) than the replicas heard from, itself
+included (NULL: not known). Rows silent for an hour are removed on the way."""
 
 
 class DefinitionCache:
@@ -341,13 +377,12 @@ class JobTransaction:
         )
         return await self._load(rows)
 
-    async def shared_horizon(self, horizon: datetime) -> datetime:
-        """``horizon``, held back to the earliest horizon another replica published
-        recently (see :data:`SHARED_HORIZON_SQL`)."""
-        shared = await self._connection.fetchval(
-            SHARED_HORIZON_SQL, aware(horizon, "horizon"), HORIZON_FRESH_S
-        )
-        return horizon if shared is None else min(horizon, shared)
+    async def shared_horizon(self, horizon: datetime, floor: datetime | None = None) -> datetime:
+        """``horizon``, held back to the earliest horizon of the replicas that still
+        binds (see :data:`SHARED_HORIZON_SQL`), but not before ``floor``."""
+        shared = await self._connection.fetchval(SHARED_HORIZON_SQL, HORIZON_FRESH_S)
+        held = horizon if shared is None else min(horizon, shared)
+        return held if floor is None else max(held, min(floor, horizon))
 
     async def write(
         self, writes: Sequence[JobWrite], outbox: Sequence[Outgoing], at: datetime | None = None
@@ -589,22 +624,29 @@ class Store:
                 f" DELETE FROM outbox WHERE id IN ({listed}); COMMIT"
             )
 
-    async def publish_horizon(self, replica_id: str, horizon: datetime) -> None:
-        """Record this replica's events horizon (see :data:`SHARED_HORIZON_SQL`); rows of
-        replicas gone for an hour are removed on the way."""
+    async def publish_horizon(
+        self,
+        replica_id: str,
+        horizon: datetime,
+        ready: int | None = None,
+        consumers: int | None = None,
+    ) -> None:
+        """Record this replica's events horizon and what it last saw of the events
+        queue: ``ready`` events and ``consumers`` (None: not known); see
+        :data:`PUBLISH_HORIZON_SQL` and :data:`SHARED_HORIZON_SQL`."""
         async with self._pool.acquire() as connection:
             await connection.execute(
-                "WITH gone AS (DELETE FROM replica_horizons"
-                " WHERE updated_at < now() - interval '1 hour')"
-                " INSERT INTO replica_horizons (replica_id, horizon, updated_at)"
-                " VALUES ($1, $2, now()) ON CONFLICT (replica_id)"
-                " DO UPDATE SET horizon = EXCLUDED.horizon, updated_at = now()",
+                PUBLISH_HORIZON_SQL,
                 replica_id,
                 aware(horizon, "horizon"),
+                ready,
+                consumers,
+                HORIZON_FRESH_S,
             )
 
     async def withdraw_horizon(self, replica_id: str) -> None:
-        """Forget this replica's horizon (it stops consuming events)."""
+        """Forget this replica's horizon: it stopped consuming events and settled every
+        one it took (one that gave events back must stay until it is released)."""
         async with self._pool.acquire() as connection:
             await connection.execute(
                 "DELETE FROM replica_horizons WHERE replica_id = $1", replica_id

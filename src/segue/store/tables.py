@@ -284,6 +284,7 @@ replica_horizons = Table(
     Column("replica_id", Text, nullable=False),
     Column("horizon", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("drained_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("replica_id"),
 )
 

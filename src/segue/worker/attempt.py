@@ -138,7 +138,8 @@ class Attempt:
             self._handler_task.cancel()
 
     async def run(self) -> None:
-        """Run the handler with heartbeats, then report its result once.
+        """Run the handler with heartbeats, then report its result once (heartbeats
+        go on until the broker confirmed it).
 
         A progress report still pending when the result is ready is dropped:
         the result supersedes it. If this coroutine is cancelled (shutdown past
@@ -160,12 +161,18 @@ class Attempt:
             await self._progress.abort()
             self._log.warning("step_abandoned", duration_s=_since(started))
             raise
-        await heartbeats.stop()
         if isinstance(result, Cancelled):
+            await heartbeats.stop()
             await self._progress.abort()
-        else:
+            await self._report(result, _since(started))
+            return
+        # Heartbeats go on until the result is confirmed: a result retried while
+        # the broker is away must not leave the attempt looking lost meanwhile.
+        try:
             await self._progress.close()
-        await self._report(result, _since(started))
+            await self._report(result, _since(started))
+        finally:
+            await heartbeats.stop()
 
     async def _execute(self) -> Result:
         if self._cancel_reason is not None:
