@@ -150,11 +150,11 @@ async def run_service(
             await asyncio.gather(*(consumer.stop(DRAIN_TIMEOUT_S) for consumer in consumers))
         )
         parts.horizon.stopped()
-        if not remaining:  # events given back must be covered until others take them
+        if remaining:  # its row covers the events given back until a drain releases it
+            log.warning("service_stopped_with_messages_in_flight", messages=remaining)
+        else:
             with contextlib.suppress(Exception):  # it is released by a drain otherwise
                 await parts.store.withdraw_horizon(replica_id())
-        if remaining:
-            log.warning("service_stopped_with_messages_in_flight", messages=remaining)
     log.info("service_stopped")
 
 
