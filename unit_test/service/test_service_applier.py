@@ -398,7 +398,10 @@ async def test_the_sweeper_judges_deadlines_at_the_events_horizon(workflows: Cat
     await submit_slow_jobs(workflows, store, clock, JOB_A)
     clock.advance(JOB_TIMEOUT_S + 10)
     horizon = clock() - timedelta(seconds=20)  # the events queue lags 20 s behind
-    shell = Applier(store, sender, NAMES, clock, is_transient, horizon=lambda: horizon)
+    lags: list[float] = []
+    shell = Applier(
+        store, sender, NAMES, clock, is_transient, horizon=lambda: horizon, on_swept=lags.append
+    )
 
     assert await shell.sweep(limit=100) == 0
     assert store.job(JOB_A).status is JobStatus.QUEUED
@@ -406,3 +409,4 @@ async def test_the_sweeper_judges_deadlines_at_the_events_horizon(workflows: Cat
     horizon = clock()  # caught up
     assert await shell.sweep(limit=100) == 1
     assert store.job(JOB_A).status is JobStatus.TIMED_OUT
+    assert lags == [20.0, 0.0], "how far behind the clock each sweep judged deadlines"

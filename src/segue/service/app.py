@@ -202,6 +202,7 @@ async def _assembled(
             is_transient,
             horizon=horizon,
             horizon_floor=horizon.floor,
+            on_swept=metrics.deadline_lag.set,
             on_timer_failed=metrics.timer_failures.inc,
             on_written=metrics.operator.observe_writes,
         )

@@ -185,6 +185,7 @@ class Applier:
         is_transient: Callable[[BaseException], bool],
         horizon: Callable[[], datetime] | None = None,
         horizon_floor: Callable[[], datetime] | None = None,
+        on_swept: Callable[[float], None] | None = None,
         on_timer_failed: Callable[[], None] | None = None,
         on_written: Callable[[Sequence[JobWrite]], None] | None = None,
     ) -> None:
@@ -195,6 +196,7 @@ class Applier:
         self._clock = clock
         self._horizon = horizon or clock
         self._horizon_floor = horizon_floor
+        self._on_swept = on_swept
         self._on_timer_failed = on_timer_failed
         self._on_written = on_written
         self._timer_failures: dict[UUID, int] = {}
@@ -260,6 +262,8 @@ class Applier:
             async with self._store.transaction() as tx:
                 floor = self._horizon_floor() if self._horizon_floor is not None else None
                 horizon = await tx.shared_horizon(horizon, floor)
+                if self._on_swept is not None:
+                    self._on_swept((now - horizon).total_seconds())
                 locked = {job.job.job_id: job for job in await tx.due_jobs(horizon, limit)}
                 due = list(locked)
                 timer = TimerFired(horizon=horizon)

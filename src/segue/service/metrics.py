@@ -35,6 +35,13 @@ class Metrics:
             "event being handled (0 when none is).",
             registry=self.registry,
         )
+        self.deadline_lag = Gauge(
+            "segue_deadline_horizon_lag_seconds",
+            "How far behind the clock the last sweep judged deadlines: the earliest horizon "
+            "of every replica that still binds (a silent replica binds until the events "
+            "queue is seen drained without it).",
+            registry=self.registry,
+        )
         self.outbox_quarantined = Counter(
             "segue_outbox_quarantined_total",
             "Outbox rows set aside after the broker refused them again and again.",
