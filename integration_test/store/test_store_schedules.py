@@ -1,7 +1,7 @@
 """Schedules in a real PostgreSQL database: added once per name, listed, paused and
 resumed, removed; the workflow file's schedules stored so that a restart with the
 same file changes nothing (not even a pause) and a changed definition replaces
-the stored one."""
+the stored one; the owner of a schedule's jobs stored and read back."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from segue.store.repository import Store
-from segue.store.schedules import NewSchedule, ScheduleSource, ScheduleStore
+from segue.store.schedules import (
+    NewSchedule,
+    ScheduleSource,
+    ScheduleStore,
+    ScheduleTransaction,
+)
 
 NOW = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
@@ -104,3 +109,33 @@ async def test_the_files_definition_takes_over_a_name_added_by_hand(store: Store
     row = await schedules.get("nightly")
     assert row is not None
     assert (row.cron, row.source) == ("0 3 * * *", ScheduleSource.FILE)
+
+
+async def test_the_owner_round_trips_through_add_sync_and_list(store: Store) -> None:
+    schedules = ScheduleStore(store)
+    await schedules.add(schedule("by_hand", owner="segue-alice"))
+    await schedules.add(schedule("open"))
+    nightly = schedule(source=ScheduleSource.FILE, definition_hash="v1", owner="segue-planner")
+    await schedules.sync_file([nightly])
+
+    rows = {row.name: row for row in await schedules.all()}
+    assert {name: row.owner for name, row in rows.items()} == {
+        "by_hand": "segue-alice",
+        "nightly": "segue-planner",
+        "open": None,
+    }
+    assert rows["nightly"].to_json()["owner"] == "segue-planner"
+
+    await schedules.sync_file([replace(nightly, owner="segue-ops", definition_hash="v2")])
+    changed = await schedules.get("nightly")
+    assert changed is not None
+    assert changed.owner == "segue-ops", "a changed definition brings its new owner"
+
+    await schedules.sync_file([replace(nightly, owner=None, definition_hash="v3")])
+    async with store.transaction() as tx:
+        due = await ScheduleTransaction(tx.connection).due(NOW + timedelta(days=1), limit=10)
+    assert {row.name: row.owner for row in due} == {
+        "by_hand": "segue-alice",
+        "nightly": None,
+        "open": None,
+    }, "the scheduler reads each schedule's owner"

@@ -67,3 +67,19 @@ def test_the_schedule_commands_end_to_end(database_url: str) -> None:
         code, output = segue(database_url, "schedules", command, "nightly")
         assert code == 1
         assert "no schedule 'nightly'" in output
+
+
+def test_an_owner_given_to_add_is_listed(database_url: str) -> None:
+    add = ["schedules", "add", "nightly", "--workflow", "energy_plan", "--cron", "0 3 * * *"]
+    code, output = segue(database_url, *add, "--owner", "segue-planner")
+    assert code == 0, output
+    code, output = segue(database_url, *add[:2], "weekly", *add[3:])
+    assert code == 0, output
+
+    assert [(row["name"], row["owner"]) for row in listed(database_url)] == [
+        ("nightly", "segue-planner"),
+        ("weekly", None),
+    ]
+    code, output = segue(database_url, "schedules", "list")
+    assert code == 0, output
+    assert "segue-planner" in output

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from segue.cli_support import fail, run, settings_or_exit
@@ -57,11 +58,13 @@ def new_schedule(
     enabled: bool,
     catalog: Catalog,
     now: datetime,
+    owner: str | None = None,
 ) -> NewSchedule:
     """Check the options of ``add`` and make the schedule to store (due next after
-    ``now``); raises :class:`ScheduleOptionError` naming the first bad option."""
+    ``now``; its jobs belong to ``owner``, None: to nobody); raises
+    :class:`ScheduleOptionError` naming the first bad option."""
     from segue.store.schedules import NewSchedule, ScheduleSource
-    from segue.workflows.model import NAME_PATTERN
+    from segue.workflows.model import NAME_PATTERN, OWNER_PATTERN
     from segue.workflows.schedules import params_problems, unknown_workflow
 
     if not re.match(NAME_PATTERN, name):
@@ -83,6 +86,12 @@ def new_schedule(
         raise ScheduleOptionError("--params", f"invalid for {workflow!r}: {'; '.join(problems)}")
     if not 0 <= priority <= MAX_PRIORITY:
         raise ScheduleOptionError("--priority", f"must be 0 to {MAX_PRIORITY}, got {priority}")
+    if owner is not None and not re.fullmatch(OWNER_PATTERN, owner):
+        raise ScheduleOptionError(
+            "--owner",
+            f"must be a RabbitMQ user name: 1 to 200 characters, no control characters, "
+            f"got {owner!r}",
+        )
     return NewSchedule(
         name=name,
         workflow=workflow,
@@ -93,6 +102,7 @@ def new_schedule(
         enabled=enabled,
         next_due_at=next_due(cron, timezone, now),
         source=ScheduleSource.CLI,
+        owner=owner,
     )
 
 
@@ -118,6 +128,13 @@ def schedules_add(
         str, typer.Option(help="IANA time zone the cron is read in")
     ] = DEFAULT_TIMEZONE,
     priority: Annotated[int, typer.Option(help=f"0 to {MAX_PRIORITY}")] = 5,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            metavar="USER",
+            help="RabbitMQ user the jobs belong to (without one, every user may act on them)",
+        ),
+    ] = None,
     paused: Annotated[bool, typer.Option(help="Store it paused (resume starts it)")] = False,
     file: Annotated[
         Path | None, typer.Option(help="Check against this file instead of SEGUE_WORKFLOW_CONFIG")
@@ -130,7 +147,7 @@ def schedules_add(
     try:
         catalog = load_workflows(file or settings.workflow_config)
         schedule = new_schedule(
-            name, workflow, cron, timezone, params, priority, not paused, catalog, _now()
+            name, workflow, cron, timezone, params, priority, not paused, catalog, _now(), owner
         )
     except ScheduleOptionError as exc:
         raise typer.BadParameter(str(exc), param_hint=f"'{exc.option}'") from exc
@@ -192,12 +209,15 @@ def schedules_resume(name: NameArgument) -> None:
 
 
 def _table(rows: list[ScheduleRow]) -> Table:
-    table = Table("name", "workflow", "cron", "state", "next run", "last job", "last error")
+    table = Table(
+        "name", "workflow", "cron", "owner", "state", "next run", "last job", "last error"
+    )
     for row in rows:
         table.add_row(
             row.name,
             row.workflow,
             row.cron if row.timezone == "UTC" else f"{row.cron} ({row.timezone})",
+            escape(row.owner or ""),
             ("enabled" if row.enabled else "paused") + f" [{row.source.value}]",
             row.next_due_at.isoformat(timespec="seconds") if row.enabled else "",
             "" if row.last_job_id is None else str(row.last_job_id),

@@ -67,6 +67,14 @@ def test_the_submission_is_a_clients_with_the_schedules_params_and_priority() ->
     assert event.reference == "schedule:nightly@2026-01-01T03:00:00+00:00"
 
 
+def test_the_job_belongs_to_the_schedules_owner() -> None:
+    owned = submission(row(owner="segue-planner"), catalog(), secret=None)
+    unowned = submission(row(), catalog(), secret=None)
+
+    assert owned.owner == "segue-planner"
+    assert unowned.owner is None, "a schedule without an owner makes jobs open to all"
+
+
 def test_an_unknown_workflow_is_left_for_the_engine_to_refuse() -> None:
     event = submission(row(workflow="gone"), catalog(), secret=None)
 
@@ -119,3 +127,21 @@ def test_file_schedules_are_fingerprinted_by_their_definition() -> None:
     assert definition_hash(spec) == definition_hash(spec.model_copy())
     assert definition_hash(paused) != definition_hash(spec)
     assert (stored.source, stored.next_due_at) == (ScheduleSource.FILE, DUE + timedelta(days=1))
+
+
+def test_file_schedules_carry_their_owner_and_an_owner_change_changes_the_fingerprint() -> None:
+    spec = ScheduleSpec(name="nightly", workflow="quick_check", cron="0 3 * * *")
+    owned = ScheduleSpec(
+        name="nightly", workflow="quick_check", cron="0 3 * * *", owner="segue-planner"
+    )
+    other = owned.model_copy(update={"owner": "segue-ops"})
+
+    stored, stored_owned = file_schedules((spec, owned), DUE)
+
+    assert (stored.owner, stored_owned.owner) == (None, "segue-planner")
+    assert len({definition_hash(spec), definition_hash(owned), definition_hash(other)}) == 3
+    # The fingerprint a schedule without an owner had before owners existed: keeping
+    # it means an upgrade does not store such schedules again (undoing their pauses).
+    assert definition_hash(spec) == (
+        "da2c3bbfea639033f62689840601744e18ed570ba5145d966b31ab401582d36e"
+    )

@@ -36,6 +36,18 @@ def test_schedules_load_with_their_defaults() -> None:
     assert schedule.params == {"years": 10}
 
 
+def test_a_schedule_may_name_the_owner_of_its_jobs() -> None:
+    owned, unowned, longest = parse_workflows(
+        file_with(
+            nightly(owner="segue-planner"),
+            nightly(name="weekly"),
+            nightly(name="hourly", owner="x" * 200),
+        )
+    ).schedules
+
+    assert (owned.owner, unowned.owner, longest.owner) == ("segue-planner", None, "x" * 200)
+
+
 def test_a_file_without_schedules_has_none() -> None:
     assert parse_workflows({"workflows": WORKFLOWS}).schedules == ()
 
@@ -51,6 +63,11 @@ def test_a_file_without_schedules_has_none() -> None:
         ([nightly(params={"colour": "red"})], "$.schedules[0].params: "),
         ([nightly(), nightly()], "$.schedules[1].name: duplicate schedule name 'nightly'"),
         ([nightly(when="daily")], "$.schedules[0].when: unknown key"),
+        ([nightly(owner="")], "$.schedules[0].owner: must be a RabbitMQ user name"),
+        ([nightly(owner="x" * 201)], "$.schedules[0].owner: must be a RabbitMQ user name"),
+        ([nightly(owner="bob\n")], "$.schedules[0].owner: must be a RabbitMQ user name"),
+        ([nightly(owner="a\x7fb")], "$.schedules[0].owner: must be a RabbitMQ user name"),
+        ([nightly(owner=7)], "$.schedules[0].owner: Input should be a valid string"),
     ],
 )
 def test_problems_name_the_place_and_the_reason(

@@ -53,7 +53,8 @@ def scheduled_reference(name: str, due_at: datetime) -> str:
 
 def submission(schedule: ScheduleRow, catalog: Catalog, secret: str | None) -> JobSubmitted:
     """The submission of ``schedule``'s job for its due time, as a client's would be
-    (an unknown workflow or invalid params are refused by the engine)."""
+    (an unknown workflow or invalid params are refused by the engine). The job
+    belongs to the schedule's owner (None: open to every user)."""
     loaded = catalog.get(schedule.workflow)
     due_at = schedule.next_due_at
     return JobSubmitted(
@@ -65,6 +66,7 @@ def submission(schedule: ScheduleRow, catalog: Catalog, secret: str | None) -> J
         reference=scheduled_reference(schedule.name, due_at),
         workflow_name=schedule.workflow,
         secret=secret,
+        owner=schedule.owner,
     )
 
 
@@ -97,8 +99,13 @@ def fired(schedule: ScheduleRow, job_id: UUID, applied: Applied, now: datetime) 
 
 
 def definition_hash(spec: ScheduleSpec) -> str:
-    """SHA-256 (hex) of a file schedule's canonical JSON: unchanged definition, same hash."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """SHA-256 (hex) of a file schedule's canonical JSON: unchanged definition, same hash.
+
+    A schedule without an owner leaves the key out, so it keeps the hash it had
+    before schedules had owners (a new hash would store it again, undoing a pause).
+    """
+    data = spec.model_dump(mode="json", exclude={"owner"} if spec.owner is None else None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -116,6 +123,7 @@ def file_schedules(specs: tuple[ScheduleSpec, ...], now: datetime) -> list[NewSc
             next_due_at=next_due(spec.cron, spec.timezone, now),
             source=ScheduleSource.FILE,
             definition_hash=definition_hash(spec),
+            owner=spec.owner,
         )
         for spec in specs
     ]

@@ -38,7 +38,8 @@ class ScheduleSource(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NewSchedule:
-    """A schedule to store; ``definition_hash`` fingerprints a file's definition."""
+    """A schedule to store; ``definition_hash`` fingerprints a file's definition;
+    ``owner`` is the user its jobs belong to (None: open to every user)."""
 
     name: str
     workflow: str
@@ -50,11 +51,12 @@ class NewSchedule:
     next_due_at: datetime
     source: ScheduleSource
     definition_hash: str | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ScheduleRow:
-    """A stored schedule, and what it did last."""
+    """A stored schedule, and what it did last; ``owner`` as in :class:`NewSchedule`."""
 
     name: str
     workflow: str
@@ -71,6 +73,7 @@ class ScheduleRow:
     source: ScheduleSource
     created_at: datetime
     updated_at: datetime
+    owner: str | None = None
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> ScheduleRow:
@@ -91,6 +94,7 @@ class ScheduleRow:
             source=ScheduleSource(row["source"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            owner=row["owner"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -102,6 +106,7 @@ class ScheduleRow:
             "timezone": self.timezone,
             "params": self.params,
             "priority": self.priority,
+            "owner": self.owner,
             "enabled": self.enabled,
             "next_due_at": self.next_due_at.isoformat(),
             "last_due_at": _iso(self.last_due_at),
@@ -152,13 +157,13 @@ WHERE s.name = f.name
 
 INSERT_SQL = """
 INSERT INTO schedules (name, workflow, cron, timezone, params, priority, enabled, next_due_at,
-    source, definition_hash)
+    source, definition_hash, owner)
 SELECT t.name, t.workflow, t.cron, t.timezone, t.params::jsonb, t.priority, t.enabled,
-    t.next_due_at, t.source, t.definition_hash
+    t.next_due_at, t.source, t.definition_hash, t.owner
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[], $7::bool[],
-    $8::timestamptz[], $9::text[], $10::text[])
+    $8::timestamptz[], $9::text[], $10::text[], $11::text[])
   AS t(name, workflow, cron, timezone, params, priority, enabled, next_due_at, source,
-    definition_hash)
+    definition_hash, owner)
 """
 
 ADD_SQL = INSERT_SQL + "ON CONFLICT (name) DO NOTHING RETURNING name"
@@ -170,7 +175,8 @@ UPSERT_SQL = (
     workflow = EXCLUDED.workflow, cron = EXCLUDED.cron, timezone = EXCLUDED.timezone,
     params = EXCLUDED.params, priority = EXCLUDED.priority, enabled = EXCLUDED.enabled,
     next_due_at = EXCLUDED.next_due_at, source = EXCLUDED.source,
-    definition_hash = EXCLUDED.definition_hash, last_error = NULL, updated_at = now()
+    definition_hash = EXCLUDED.definition_hash, owner = EXCLUDED.owner, last_error = NULL,
+    updated_at = now()
 WHERE schedules.definition_hash IS DISTINCT FROM EXCLUDED.definition_hash
 RETURNING name
 """
@@ -283,4 +289,5 @@ def _columns(schedules: Sequence[NewSchedule]) -> list[list[Any]]:
         [aware(s.next_due_at, "next_due_at") for s in schedules],
         [s.source.value for s in schedules],
         [s.definition_hash for s in schedules],
+        [s.owner for s in schedules],
     ]

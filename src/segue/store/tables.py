@@ -27,7 +27,8 @@ schema (an integration test compares the two).
   goes with its job (a key check on insert may wait a moment for the job's
   lock: the bridge writes it once per result, not on a hot path).
 - ``schedules``: recurring jobs (see :mod:`segue.store.schedules`); the
-  scheduler takes due rows by ``next_due_at`` (partial index on enabled ones).
+  scheduler takes due rows by ``next_due_at`` (partial index on enabled ones);
+  ``owner`` is the user their jobs belong to.
 - ``jobs.secret`` derives the job's attempt ids and tokens; ``jobs.owner`` is the
   RabbitMQ user that submitted it; ``jobs.update_seq`` numbers its updates.
 """
@@ -319,6 +320,7 @@ schedules = Table(
     Column("definition_hash", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("owner", Text, nullable=True),
     PrimaryKeyConstraint("name"),
     CheckConstraint("source IN ('file', 'cli')", name="source"),
     CheckConstraint("priority BETWEEN 0 AND 9", name="priority"),

@@ -26,6 +26,7 @@ from segue.workflows.lint import Problem, lint
 from segue.workflows.model import (
     INPUT_VAR_PATTERN,
     NAME_PATTERN,
+    OWNER_PATTERN,
     UNION_TAGS,
     VAR_PATTERN,
     ScheduleSpec,
@@ -42,6 +43,7 @@ _PATTERN_WORDS = {
     INPUT_VAR_PATTERN: "a variable: params.<name>, outputs.<step> or outputs.<step>.<key>...",
     NAME_PATTERN: "a name: a letter, then up to 99 letters, digits, '_' or '-'",
     QUEUE_NAME_PATTERN.pattern: "a queue name: 1 to 100 letters, digits, '_', '.' or '-'",
+    OWNER_PATTERN: "a RabbitMQ user name: 1 to 200 characters, no control characters",
 }
 
 

@@ -41,6 +41,9 @@ INPUT_VAR_PATTERN = (
 )
 """``params.<name>``, ``outputs.<step>`` (a whole output) or ``outputs.<step>.<key>...``;
 ``outputs._failure`` is the failure an ``on_failure`` step handles."""
+OWNER_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,200}$"
+"""A RabbitMQ user name a schedule's jobs belong to: 1 to 200 characters, none of them
+a control character."""
 DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
 """Largest step output (compact JSON, in bytes) a workflow accepts unless it says otherwise."""
 
@@ -539,6 +542,12 @@ class ScheduleSpec(Strict):
         default_factory=dict, description="the params of each job (checked like a submission's)"
     )
     priority: int = Field(default=5, ge=0, le=MAX_PRIORITY, description="of each job's tasks")
+    owner: str | None = Field(
+        default=None,
+        pattern=OWNER_PATTERN,
+        description="RabbitMQ user each job belongs to (may cancel, retry and read it); "
+        "none: the jobs are open to every user",
+    )
     enabled: bool = Field(
         default=True,
         description="false: stored paused (`segue schedules resume` starts it); applied when "
