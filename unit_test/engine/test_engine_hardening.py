@@ -244,6 +244,45 @@ def test_a_takeover_sent_after_the_holder_started_moves_the_attempt() -> None:
     assert current(run.job).worker_id == "w2"
 
 
+def test_the_result_of_the_worker_a_takeover_took_the_attempt_from_is_applied() -> None:
+    """A task delivered twice: w2's copy came back marked redelivered (a busy worker
+    handed it back), so w2's ``started`` took the attempt from w1, which was alive.
+    Handled out of order after a backlog, w2's result came first and was refused;
+    w1's result then ends the step, and w2 is told to stop."""
+    run = Run.submitted(pipeline())
+    attempt_id = run.attempt_id
+    run.apply(StepStarted(attempt_id, "w1", run_id="a", sent_at=at(1)), 1.1)
+    refused = run.apply(StepSucceeded(attempt_id, {"by": "w2"}, worker_id="w2"), 9)
+    assert refused.ignored == "attempt runs on worker 'w1'"
+    takeover = StepStarted(attempt_id, "w2", redelivered=True, run_id="b", sent_at=at(2))
+    assert run.apply(takeover, 9.1).records[0].type == "step_redelivered"
+    assert (current(run.job).worker_id, current(run.job).previous_worker_id) == ("w2", "w1")
+
+    taken_back = run.apply(StepSucceeded(attempt_id, {"by": "w1"}, worker_id="w1"), 9.2)
+
+    finished = run.job.attempt(attempt_id) if run.job is not None else None
+    assert finished is not None
+    assert (finished.status, finished.output, finished.worker_id) == (
+        AttemptStatus.SUCCEEDED,
+        {"by": "w1"},
+        "w1",
+    )
+    assert [stop.worker_id for stop in stops(taken_back)] == ["w2"]
+    assert "step_succeeded" in [record.type for record in taken_back.records]
+    late = run.apply(StepSucceeded(attempt_id, {"by": "w2"}, worker_id="w2"), 9.3)
+    assert late.ignored is not None, "one result per attempt"
+
+
+def test_heartbeats_of_the_worker_a_takeover_took_the_attempt_from_are_still_fenced() -> None:
+    run = Run.submitted(WATCHED)
+    attempt_id = run.attempt_id
+    run.apply(StepStarted(attempt_id, "w1", sent_at=at(0)), 0.1)
+    run.apply(StepStarted(attempt_id, "w2", redelivered=True, sent_at=at(1)), 1.1)
+    beat = run.apply(StepHeartbeat(attempt_id, worker_id="w1"), 2)
+    assert beat.ignored == "attempt runs on worker 'w2'"
+    assert current(run.job).worker_id == "w2"
+
+
 def test_a_repeated_started_of_the_worker_running_it_is_ignored_without_a_stop() -> None:
     run = Run.submitted(pipeline())
     attempt_id = run.attempt_id

@@ -157,6 +157,7 @@ def test_job_row_has_a_value_for_every_state_column() -> None:
                 "item_index",
                 "iteration",
                 "progress_reports",
+                "previous_worker_id",
             },
         ),
     ],

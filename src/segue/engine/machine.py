@@ -384,7 +384,8 @@ def _fence(job: Job, attempt: Attempt, event: WorkerEvent) -> Attempt | _Fenced:
     A running attempt belongs to the worker that started it: reports of any
     other worker are refused, but for a redelivered ``started`` (the broker gave
     the task to a new worker because the first one went away: see
-    :func:`_apply_redelivered`).
+    :func:`_apply_redelivered`) and the result of the worker such a ``started``
+    took it from (see :func:`_from_the_worker_it_was_taken_from`).
     """
     if job.status.is_terminal:
         return _Fenced(f"job is {job.status}")
@@ -392,8 +393,10 @@ def _fence(job: Job, attempt: Attempt, event: WorkerEvent) -> Attempt | _Fenced:
         return _Fenced(f"stale attempt (already {attempt.status})")
     if attempt.status is AttemptStatus.SCHEDULED:
         return _Fenced("attempt not dispatched yet")
-    if _held_by_another(attempt, event) and not (
-        isinstance(event, StepStarted) and event.redelivered
+    if (
+        _held_by_another(attempt, event)
+        and not (isinstance(event, StepStarted) and event.redelivered)
+        and not _from_the_worker_it_was_taken_from(attempt, event)
     ):
         # A heartbeat or progress of another worker may have overtaken that worker's
         # redelivered ``started`` (events are handled in concurrent batches): it is
@@ -402,6 +405,25 @@ def _fence(job: Job, attempt: Attempt, event: WorkerEvent) -> Attempt | _Fenced:
         answer = not isinstance(event, StepProgressed | StepHeartbeat)
         return _Fenced(f"attempt runs on worker {attempt.worker_id!r}", answer)
     return attempt
+
+
+def _from_the_worker_it_was_taken_from(attempt: Attempt, event: WorkerEvent) -> bool:
+    """Whether ``event`` is the result of the worker a redelivered ``started`` took the
+    running attempt from.
+
+    The takeover assumed that worker had gone away. With a task delivered twice
+    (the copy handed back by a busy worker comes back marked redelivered) it may
+    be alive and running, and the new holder may have reported its own result
+    before its ``started`` was handled (events are handled in concurrent batches),
+    which was refused then. The old holder's result is the step's result: it ran
+    the same task to its end, and it is the first result applied, so it is
+    applied once. The new holder is told to stop.
+    """
+    return (
+        isinstance(event, StepSucceeded | StepFailed)
+        and attempt.previous_worker_id is not None
+        and event.worker_id == attempt.previous_worker_id
+    )
 
 
 def _held_by_another(attempt: Attempt, event: WorkerEvent) -> bool:
@@ -505,6 +527,7 @@ def _apply_redelivered(draft: Draft, attempt: Attempt, event: StepStarted) -> De
         restarted = replace(
             attempt,
             worker_id=event.worker_id or None,
+            previous_worker_id=attempt.worker_id,
             started_at=draft.now,
             last_seen_at=draft.now,
             progress=None,
@@ -558,18 +581,29 @@ def _apply_heartbeat(draft: Draft, attempt: Attempt, event: StepHeartbeat) -> De
 
 def _apply_succeeded(draft: Draft, attempt: Attempt, event: StepSucceeded) -> Decision:
     """Store the output, advance the step (:func:`~segue.engine.flow.attempt_succeeded`)."""
-    attempt = _running(draft, attempt, event)
+    attempt = _running(draft, _taken_back(draft, attempt, event), event)
     attempt_succeeded(draft, replace(attempt, last_seen_at=draft.now), event.output)
     return draft.decision()
 
 
 def _apply_failed(draft: Draft, attempt: Attempt, event: StepFailed) -> Decision:
     """Retry the attempt's work or count it failed (:func:`~segue.engine.flow.attempt_failed`)."""
-    attempt = _running(draft, attempt, event)
+    attempt = _running(draft, _taken_back(draft, attempt, event), event)
     error = event.error.model_copy(update={"step": attempt.step})
     failed = settle(draft, attempt, AttemptStatus.FAILED, error=error, last_seen_at=draft.now)
     attempt_failed(draft, failed, error, event.retryable)
     return draft.decision()
+
+
+def _taken_back(draft: Draft, attempt: Attempt, event: StepSucceeded | StepFailed) -> Attempt:
+    """The attempt as the result's worker's: a result of the worker a takeover took the
+    attempt from ends it, and the worker that took it over must stop running it."""
+    if not _from_the_worker_it_was_taken_from(attempt, event):
+        return attempt
+    if attempt.worker_id:
+        reason = f"not yours to run: worker {event.worker_id!r} reported its result"
+        draft.emit(stop(draft.job, attempt, reason, attempt.worker_id))
+    return replace(attempt, worker_id=event.worker_id, previous_worker_id=attempt.worker_id)
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -25,6 +25,8 @@ class Attempt:
     numbered from 1, each under the step's retry policy.
     ``progress_reports`` counts the distinct progress reports applied to it (the
     history keeps a subset: see :mod:`segue.engine.progress`).
+    ``previous_worker_id`` is the worker a redelivered ``started`` took the running
+    attempt from (its result is still applied: see :func:`segue.engine.machine._fence`).
     """
 
     attempt_id: UUID
@@ -46,6 +48,7 @@ class Attempt:
     item_index: int | None = None
     iteration: int = 1
     progress_reports: int = 0
+    previous_worker_id: str | None = None
 
     @property
     def slot(self) -> tuple[int, str, int, int | None]:

@@ -139,6 +139,7 @@ def attempt_to_row(job_id: UUID, ordinal: int, attempt: Attempt) -> dict[str, An
         "item_index": attempt.item_index,
         "iteration": attempt.iteration,
         "progress_records": attempt.progress_reports,
+        "previous_worker_id": attempt.previous_worker_id,
     }
 
 
@@ -164,6 +165,7 @@ def row_to_attempt(row: Row) -> Attempt:
         item_index=row["item_index"],
         iteration=row["iteration"],
         progress_reports=row["progress_records"],
+        previous_worker_id=row["previous_worker_id"],
     )
 
 

@@ -175,18 +175,21 @@ WITH inserted AS (
 ), attempts AS (
     INSERT INTO step_attempts (attempt_id, job_id, ordinal, step, number, status, created_at,
         due_at, dispatched_at, started_at, finished_at, last_seen_at, worker_id, run, progress,
-        progress_message, output, error, item_index, iteration, progress_records)
+        progress_message, output, error, item_index, iteration, progress_records,
+        previous_worker_id)
     SELECT t.attempt_id, t.job_id, t.ordinal, t.step, t.number, t.status, t.created_at,
         t.due_at, t.dispatched_at, t.started_at, t.finished_at, t.last_seen_at, t.worker_id,
         t.run, t.progress, t.progress_message, t.output::jsonb, t.error::jsonb, t.item_index,
-        t.iteration, t.progress_records
+        t.iteration, t.progress_records, t.previous_worker_id
     FROM unnest($36::uuid[], $37::uuid[], $38::int4[], $39::text[], $40::int4[], $41::text[],
         $42::timestamptz[], $43::timestamptz[], $44::timestamptz[], $45::timestamptz[],
         $46::timestamptz[], $47::timestamptz[], $48::text[], $49::int4[], $50::float8[],
-        $51::text[], $52::text[], $53::text[], $54::int4[], $55::int4[], $71::int4[])
+        $51::text[], $52::text[], $53::text[], $54::int4[], $55::int4[], $71::int4[],
+        $74::text[])
       AS t(attempt_id, job_id, ordinal, step, number, status, created_at, due_at,
         dispatched_at, started_at, finished_at, last_seen_at, worker_id, run, progress,
-        progress_message, output, error, item_index, iteration, progress_records)
+        progress_message, output, error, item_index, iteration, progress_records,
+        previous_worker_id)
     WHERE t.job_id IN (SELECT job_id FROM inserted UNION ALL SELECT job_id FROM updated)
     ON CONFLICT (attempt_id) DO UPDATE SET
         ordinal = EXCLUDED.ordinal, step = EXCLUDED.step, number = EXCLUDED.number,
@@ -196,7 +199,8 @@ WITH inserted AS (
         worker_id = EXCLUDED.worker_id, run = EXCLUDED.run, progress = EXCLUDED.progress,
         progress_message = EXCLUDED.progress_message, output = EXCLUDED.output,
         error = EXCLUDED.error, item_index = EXCLUDED.item_index,
-        iteration = EXCLUDED.iteration, progress_records = EXCLUDED.progress_records
+        iteration = EXCLUDED.iteration, progress_records = EXCLUDED.progress_records,
+        previous_worker_id = EXCLUDED.previous_worker_id
 ), history AS (
     INSERT INTO job_events (job_id, seq, type, data, at)
     SELECT t.job_id, t.seq, t.type, t.data::jsonb, COALESCE($60::timestamptz, now())
@@ -400,7 +404,7 @@ class JobTransaction:
         """
         new = [w for w in writes if w.before is None]
         existing = [w for w in writes if w.before is not None]
-        *attempt_columns, progress_records = _attempt_columns(writes)
+        *attempt_columns, progress_records, previous_workers = _attempt_columns(writes)
         if new:
             await self._insert_definitions({w.after.workflow_hash: w.after.workflow for w in new})
         row = await self._connection.fetchrow(
@@ -418,6 +422,7 @@ class JobTransaction:
             progress_records,
             [m.mandatory for m in outbox],
             [w.after.timeout_s for w in new],
+            previous_workers,
         )
         if row["inserted"] != len(new):
             raise ConcurrentInsertError(f"{len(new) - row['inserted']} of the new jobs exist")
@@ -940,7 +945,8 @@ def _attempt_columns(writes: Sequence[JobWrite]) -> list[list[Any]]:
         [_optional_json(error_to_json(a.error)) for a in attempts],
         [a.item_index for a in attempts],
         [a.iteration for a in attempts],
-        [a.progress_reports for a in attempts],  # the last: a parameter after the outbox's
+        [a.progress_reports for a in attempts],  # these two: parameters after the outbox's
+        [a.previous_worker_id for a in attempts],
     ]
 
 

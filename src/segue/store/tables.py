@@ -196,6 +196,7 @@ step_attempts = Table(
     Column("item_index", Integer, nullable=True),
     Column("iteration", Integer, nullable=False, server_default=text("1")),
     Column("progress_records", Integer, nullable=False, server_default=text("0")),
+    Column("previous_worker_id", Text, nullable=True),
     PrimaryKeyConstraint("attempt_id"),
     UniqueConstraint("job_id", "ordinal"),
     CheckConstraint(enum_check("status", AttemptStatus), name="status"),
