@@ -268,7 +268,12 @@ def test_the_result_of_the_worker_a_takeover_took_the_attempt_from_is_applied() 
         "w1",
     )
     assert [stop.worker_id for stop in stops(taken_back)] == ["w2"]
-    assert "step_succeeded" in [record.type for record in taken_back.records]
+    assert [record.type for record in taken_back.records][:2] == [
+        "step_taken_back",
+        "step_succeeded",
+    ]
+    assert taken_back.records[0].data["worker_id"] == "w1"
+    assert taken_back.records[0].data["previous_worker_id"] == "w2"
     late = run.apply(StepSucceeded(attempt_id, {"by": "w2"}, worker_id="w2"), 9.3)
     assert late.ignored is not None, "one result per attempt"
 

@@ -53,6 +53,11 @@ def test_the_timeline_tells_each_entry_but_progress_with_its_offset_and_tone() -
             {"worker_id": "b", "previous_worker_id": "a", "crashes": 1},
             "task redelivered to worker b; worker a went away (crash 1)",
         ),
+        (
+            "step_taken_back",
+            {"worker_id": "a", "previous_worker_id": "b"},
+            "worker a had not gone away: its result counts; worker b told to stop",
+        ),
         ("job_succeeded", {}, "job succeeded"),
         (
             "job_rerun",

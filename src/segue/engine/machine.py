@@ -600,6 +600,12 @@ def _taken_back(draft: Draft, attempt: Attempt, event: StepSucceeded | StepFaile
     attempt from ends it, and the worker that took it over must stop running it."""
     if not _from_the_worker_it_was_taken_from(attempt, event):
         return attempt
+    draft.record(
+        "step_taken_back",
+        **attempt_data(attempt),
+        worker_id=event.worker_id,
+        previous_worker_id=attempt.worker_id,
+    )
     if attempt.worker_id:
         reason = f"not yours to run: worker {event.worker_id!r} reported its result"
         draft.emit(stop(draft.job, attempt, reason, attempt.worker_id))

@@ -61,6 +61,7 @@ TONES = {
     "engine_error": "bad",
     "step_lost": "warn",
     "step_redelivered": "warn",
+    "step_taken_back": "warn",
     "step_retry_scheduled": "warn",
     "job_cancelled": "warn",
     "event_ignored": "warn",
@@ -171,6 +172,13 @@ def _redelivered(data: Data) -> str:
     )
 
 
+def _taken_back(data: Data) -> str:
+    return (
+        f"worker {data.get('worker_id') or '?'} had not gone away: its result counts;"
+        f" worker {data.get('previous_worker_id') or '?'} told to stop"
+    )
+
+
 def _job_ended(outcome: str) -> Callable[[Data], str]:
     def told(data: Data) -> str:
         error = error_text(data.get("error"))
@@ -195,6 +203,7 @@ _DESCRIBERS: dict[str, Callable[[Data], str]] = {
     "step_retry_scheduled": _retry,
     "step_lost": _lost,
     "step_redelivered": _redelivered,
+    "step_taken_back": _taken_back,
     "step_repeated": lambda data: f"runs again: iteration {data.get('iteration')}",
     "map_item_succeeded": lambda data: f"item {data.get('item_index')} succeeded",
     "map_item_failed": lambda data: (
