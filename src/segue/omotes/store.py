@@ -28,6 +28,7 @@ from uuid import UUID
 import asyncpg
 
 from segue.errors import ConfigurationError, SegueError
+from segue.store.mapping import rows_affected
 from segue.store.urls import asyncpg_dsn
 
 
@@ -126,7 +127,7 @@ class OmotesInputs:
             status = await connection.execute(
                 "DELETE FROM omotes_inputs WHERE job_id = ANY($1::uuid[])", list(job_ids)
             )
-        return int(status.split()[-1])
+        return rows_affected(status)
 
     async def purge_orphans(self, created_before: datetime, limit: int = 500) -> int:
         """Delete up to ``limit`` rows stored before ``created_before`` whose job does
@@ -141,7 +142,7 @@ class OmotesInputs:
                 created_before,
                 limit,
             )
-        return int(status.split()[-1])
+        return rows_affected(status)
 
 
 class OmotesOutputs:
@@ -181,4 +182,4 @@ class OmotesOutputs:
             status = await connection.execute(
                 "DELETE FROM omotes_outputs WHERE job_id = ANY($1::uuid[])", list(job_ids)
             )
-        return int(status.split()[-1])
+        return rows_affected(status)

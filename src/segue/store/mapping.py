@@ -248,5 +248,10 @@ def aware(value: datetime | None, name: str) -> datetime | None:
     return value
 
 
+def rows_affected(status: str) -> int:
+    """How many rows a statement touched, from PostgreSQL's command tag ("DELETE 3")."""
+    return int(status.split()[-1])
+
+
 def _json(value: Any) -> Any:
     return to_jsonable_python(value)

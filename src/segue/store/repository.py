@@ -48,6 +48,7 @@ from segue.store.mapping import (
     row_to_history_entry,
     row_to_job,
     row_to_job_view,
+    rows_affected,
     workflow_to_row,
 )
 from segue.store.queueing import queue_figures
@@ -678,13 +679,11 @@ class Store:
 
     async def release_outbox(self, row_ids: Sequence[int] | None = None) -> int:
         """Put quarantined rows (these, or all of them) back for the relay; returns how many."""
-        async with self._pool.acquire() as connection:
-            status = await connection.execute(
-                "UPDATE outbox SET quarantined_at = NULL, failures = 0"
-                " WHERE quarantined_at IS NOT NULL AND ($1::bigint[] IS NULL OR id = ANY($1))",
-                None if row_ids is None else list(row_ids),
-            )
-        return int(status.split()[-1])
+        return await self._count(
+            "UPDATE outbox SET quarantined_at = NULL, failures = 0"
+            " WHERE quarantined_at IS NOT NULL AND ($1::bigint[] IS NULL OR id = ANY($1))",
+            None if row_ids is None else list(row_ids),
+        )
 
     async def quarantined_outbox(self, limit: int = 100) -> list[QuarantinedRow]:
         """Quarantined outbox rows, oldest first."""
@@ -745,42 +744,41 @@ class Store:
         Their attempts and history go with them. Jobs another transaction holds
         are skipped. Returns how many were deleted: call again while it is ``limit``.
         """
-        async with self._pool.acquire() as connection:
-            status = await connection.execute(
-                "DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs"
-                " WHERE status = ANY($1::text[]) AND updated_at < $2"
-                " LIMIT $3 FOR UPDATE SKIP LOCKED)",
-                TERMINAL_STATUSES,
-                updated_before,
-                limit,
-            )
-        return int(status.split()[-1])
+        return await self._count(
+            "DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs"
+            " WHERE status = ANY($1::text[]) AND updated_at < $2"
+            " LIMIT $3 FOR UPDATE SKIP LOCKED)",
+            TERMINAL_STATUSES,
+            updated_before,
+            limit,
+        )
 
     async def purge_pending_cancels(self, created_before: datetime, limit: int = 500) -> int:
         """Delete up to ``limit`` cancels of jobs never submitted, kept since before
         ``created_before``. Rows another transaction holds are skipped. Returns how
         many were deleted: call again while it is ``limit``."""
-        async with self._pool.acquire() as connection:
-            status = await connection.execute(
-                "DELETE FROM pending_cancels WHERE job_id IN (SELECT job_id FROM pending_cancels"
-                " WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                aware(created_before, "created_before"),
-                limit,
-            )
-        return int(status.split()[-1])
+        return await self._count(
+            "DELETE FROM pending_cancels WHERE job_id IN (SELECT job_id FROM pending_cancels"
+            " WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            aware(created_before, "created_before"),
+            limit,
+        )
 
     async def purge_quarantined_outbox(self, quarantined_before: datetime, limit: int = 500) -> int:
         """Delete up to ``limit`` outbox rows quarantined before ``quarantined_before``
         (messages the broker kept refusing that nobody released). Rows another
         transaction holds are skipped. Returns how many were deleted."""
+        return await self._count(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+            " WHERE quarantined_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            aware(quarantined_before, "quarantined_before"),
+            limit,
+        )
+
+    async def _count(self, sql: str, *args: Any) -> int:
+        """Run one statement on its own; returns how many rows it touched."""
         async with self._pool.acquire() as connection:
-            status = await connection.execute(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
-                " WHERE quarantined_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                aware(quarantined_before, "quarantined_before"),
-                limit,
-            )
-        return int(status.split()[-1])
+            return rows_affected(await connection.execute(sql, *args))
 
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query (readiness)."""

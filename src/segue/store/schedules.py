@@ -25,7 +25,7 @@ from uuid import UUID
 
 import asyncpg
 
-from segue.store.mapping import aware
+from segue.store.mapping import aware, rows_affected
 from segue.store.repository import Store, to_json_text
 
 
@@ -245,7 +245,7 @@ class ScheduleStore:
         """Delete a schedule; False if there was none."""
         async with self._store.transaction() as tx:
             status = await tx.connection.execute("DELETE FROM schedules WHERE name = $1", name)
-        return bool(int(status.split()[-1]))
+        return rows_affected(status) > 0
 
     async def set_enabled(
         self, name: str, enabled: bool, next_due_at: datetime | None = None
@@ -260,7 +260,7 @@ class ScheduleStore:
                 enabled,
                 aware(next_due_at, "next_due_at"),
             )
-        return bool(int(status.split()[-1]))
+        return rows_affected(status) > 0
 
     async def sync_file(self, schedules: Sequence[NewSchedule]) -> SyncResult:
         """Store the workflow file's schedules: insert new ones, replace changed ones,
