@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
@@ -24,7 +24,7 @@ from segue.broker.publisher import PublishError
 from segue.engine.effects import Record
 from segue.engine.state import Job
 from segue.protocol.envelope import Outgoing
-from segue.protocol.messages import HistoryEntry, JobView, QueueEstimate, WorkerEvent
+from segue.protocol.messages import HistoryEntry, JobStatus, JobView, QueueEstimate, WorkerEvent
 from segue.store.mapping import attempt_view
 from segue.store.repository import (
     ConcurrentInsertError,
@@ -281,6 +281,28 @@ def job_view(job: Job, history: Sequence[HistoryEntry] = ()) -> JobView:
         attempts=[attempt_view(attempt) for attempt in job.attempts],
         history=list(history),
     )
+
+
+def sample_job_view(**fields: Any) -> JobView:
+    """A running ``energy_plan`` job as users see it, created at ``T0``; ``fields``
+    override any of its fields."""
+    defaults: dict[str, Any] = {
+        "job_id": uuid4(),
+        "workflow": "energy_plan",
+        "workflow_version": "1",
+        "workflow_hash": "sha256:x",
+        "status": JobStatus.RUNNING,
+        "priority": 5,
+        "reference": None,
+        "params": {},
+        "current_step": "optimise",
+        "outputs": {},
+        "error": None,
+        "created_at": T0,
+        "updated_at": T0,
+        "finished_at": None,
+    }
+    return JobView(**{**defaults, **fields})
 
 
 # --- the relay's store -----------------------------------------------------------------

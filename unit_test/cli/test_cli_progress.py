@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 import pytest
 from rich.console import Console
 
+from fakes import sample_job_view
 from segue.cli_progress import (
     MAX_CHARTED_ATTEMPTS,
     describe_queue,
@@ -22,7 +23,6 @@ from segue.protocol.messages import (
     AttemptStatus,
     AttemptView,
     HistoryEntry,
-    JobStatus,
     JobView,
     QueueEstimate,
 )
@@ -59,24 +59,7 @@ def reports(attempt_id: UUID, *points: tuple[float, float]) -> list[HistoryEntry
 
 
 def job(attempts: list[AttemptView], history: list[HistoryEntry]) -> JobView:
-    return JobView(
-        job_id=uuid4(),
-        workflow="energy_plan",
-        workflow_version="1",
-        workflow_hash="sha256:x",
-        status=JobStatus.RUNNING,
-        priority=5,
-        reference=None,
-        params={},
-        current_step="optimise",
-        outputs={},
-        error=None,
-        created_at=T0,
-        updated_at=T0,
-        finished_at=None,
-        attempts=attempts,
-        history=history,
-    )
+    return sample_job_view(attempts=attempts, history=history)
 
 
 def test_a_sparkline_holds_the_latest_progress_of_each_time_slice() -> None:

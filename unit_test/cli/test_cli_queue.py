@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from uuid import uuid4
 
+from fakes import sample_job_view
 from segue.cli_queue import QueueWatch
 from segue.client import RequestTimeoutError
 from segue.protocol.messages import JobStatus, JobView, QueueEstimate
@@ -18,23 +18,7 @@ PLACE = QueueEstimate(
 
 
 def view(status: JobStatus, queue: QueueEstimate | None) -> JobView:
-    return JobView(
-        job_id=uuid4(),
-        workflow="energy_plan",
-        workflow_version="1",
-        workflow_hash="sha256:x",
-        status=status,
-        priority=5,
-        reference=None,
-        params={},
-        current_step="optimise",
-        outputs={},
-        error=None,
-        created_at=T0,
-        updated_at=T0,
-        finished_at=None,
-        queue=queue,
-    )
+    return sample_job_view(status=status, queue=queue)
 
 
 class FakeJob:
